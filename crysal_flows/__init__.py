@@ -1,0 +1,11 @@
+"""crysal_flows: crystal structure search with active learning (CrysAL), as jobflow flows.
+
+CrysAL = **crys**tal structure search with **a**ctive **l**earning.
+"""
+
+import os as _os
+
+# e3nn loads its constants with torch.load; torch>=2.6 refuses that unless told otherwise.
+_os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+__version__ = "0.1.0"

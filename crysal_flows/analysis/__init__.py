@@ -1,0 +1,1 @@
+"""Analysis step of the search."""

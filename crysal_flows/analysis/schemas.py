@@ -1,0 +1,46 @@
+"""Output documents of the cycle analysis."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+__all__ = ["ClusterDocument", "CycleSummary"]
+
+
+class ClusterDocument(BaseModel):
+    """One low-energy cluster of the pool."""
+
+    rank: int = Field(..., description="1 for the lowest-energy cluster.")
+    representative: int = Field(..., description="Pool index of its lowest-energy member.")
+    energy_per_atom: float = Field(..., description="Ensemble-mean energy of it, eV/atom.")
+    size: int = Field(..., description="Candidates in the cluster.")
+    reliable: bool = Field(..., description="Representative converged with low uncertainty.")
+    space_group: str = Field(..., description="Space group of the representative (tol 0.1 A).")
+
+
+class CycleSummary(BaseModel):
+    """What one active-learning cycle did and found."""
+
+    run_id: str = Field(..., description="Identifier of the search run.")
+    name: str = Field(..., description="Run name.")
+    cycle: int = Field(..., description="Cycle index.")
+    oracle_single_points: int = Field(..., description="Oracle single points so far (all cycles).")
+    failed_labels: int = Field(..., description="Failed oracle single points so far.")
+    training_set_size: int = Field(..., description="Labels the ensemble was trained on.")
+    prediction_mae: float | None = Field(
+        None, description="Previous ensemble's MAE on this cycle's low-energy labels, eV/atom."
+    )
+    validation_rmse_energy: float | None = Field(
+        None, description="Mean held-out RMSE of E/atom over members, eV/atom."
+    )
+    best_energy_per_atom: float | None = Field(None, description="Lowest pool energy, eV/atom.")
+    status_counts: dict[str, int] = Field(..., description="Candidates per relaxation stop status.")
+    sigma_force_median: float | None = Field(None, description="Median force spread, eV/A.")
+    sigma_force_p90: float | None = Field(None, description="90th percentile force spread, eV/A.")
+    energies: list[float] = Field(..., description="Pool energies per atom (finite ones), sorted.")
+    clusters: list[ClusterDocument] = Field(..., description="Low-energy clusters, best first.")
+    top_energy_change: float | None = Field(
+        None, description="Largest change of the top clusters' energies since the last cycle."
+    )
+    converged: bool = Field(..., description="Whether the stopping criterion was met.")
+    decision: str = Field(..., description="Why the search goes on or stops.")

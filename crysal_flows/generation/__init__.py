@@ -1,0 +1,1 @@
+"""Generation step of the search."""

@@ -1,0 +1,1 @@
+"""Labelling step of the search."""

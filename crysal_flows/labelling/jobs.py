@@ -1,0 +1,149 @@
+"""Oracle labelling: one single-point job per selected structure, gathered into the training set."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from jobflow import Flow, Maker, OnMissing, Response, job
+from pymatgen.core import Structure
+
+from crysal_flows.config import OracleConfig
+from crysal_flows.labelling.oracles import get_calculator, oracle_identity
+from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+from crysal_flows.refs import load
+from crysal_flows.selection.schemas import SelectionDocument
+from crysal_flows.utils import structure_to_atoms
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "OracleStaticMaker",
+    "collect_labels",
+    "gather_labels",
+    "label_structures",
+    "single_point",
+]
+
+
+def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 50.0,
+                 **meta) -> LabelDocument:
+    """Run one oracle single point; any failure is recorded in the document, never raised."""
+    identity = oracle_identity(oracle)
+    t0 = time.perf_counter()
+    try:
+        atoms = structure_to_atoms(structure)
+        atoms.calc = get_calculator(oracle)
+        energy = float(atoms.get_potential_energy())
+        forces = np.asarray(atoms.get_forces(), dtype=float)
+        stress = np.asarray(atoms.get_stress(voigt=False), dtype=float)
+    except Exception as exc:  # an oracle may fail in any way; the cycle goes on
+        return LabelDocument(structure=structure, oracle=identity, success=False,
+                             error=f"{type(exc).__name__}: {exc}"[:500],
+                             seconds=time.perf_counter() - t0, **meta)
+    error = None
+    if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
+        error = "oracle returned non-finite energy, forces or stress"
+    elif np.abs(forces).max() > max_force:
+        error = f"absurd forces: max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}"
+    return LabelDocument(
+        structure=structure, oracle=identity, success=error is None, error=error,
+        energy=energy if math.isfinite(energy) else None,
+        forces=forces.tolist() if error is None else None,
+        stress=stress.tolist() if error is None else None,
+        seconds=time.perf_counter() - t0, **meta,
+    )
+
+
+@dataclass
+class OracleStaticMaker(Maker):
+    """Label one structure with an oracle single point (energy, forces, stress).
+
+    Runs on a DFT worker (``_category: dft``) when submitted to FireWorks.
+    """
+
+    name: str = "oracle single point"
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    max_force: float = 50.0
+
+    @job(output_schema=LabelDocument)
+    def make(self, structure: Structure, cycle: int = 0, source_index: int | None = None,
+             reason: str = "", predicted_energy_per_atom: float | None = None,
+             predicted_sigma_energy: float | None = None) -> LabelDocument:
+        """Label ``structure``; failures come back as ``success=False``, never as an exception."""
+        return single_point(structure, self.oracle, self.max_force, cycle=cycle,
+                            source_index=source_index, reason=reason,
+                            predicted_energy_per_atom=predicted_energy_per_atom,
+                            predicted_sigma_energy=predicted_sigma_energy)
+
+
+@job(data="labels", output_schema=TrainingSetDocument)
+def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetDocument | None,
+                  cycle: int) -> TrainingSetDocument:
+    """Add this cycle's successful labels to the training set.
+
+    A label job that fizzled (killed, out of walltime) arrives as ``None`` and counts as a failure.
+    Labels of another oracle than the training set's are refused, never mixed.
+    """
+    previous = load(previous)
+    labels = list(previous.labels) if previous else []
+    oracle = previous.oracle if previous else None
+    failures: list[str] = []
+    errors_pred: list[float] = []
+    for label in new_labels:
+        if label is None:
+            failures.append("label job did not complete")
+            continue
+        if not label.success:
+            failures.append(label.error or "unknown error")
+            continue
+        if oracle is not None and label.oracle != oracle:
+            failures.append(f"label from oracle {label.oracle!r} refused: training set is {oracle!r}")
+            continue
+        oracle = label.oracle
+        labels.append(label)
+        if (label.reason == "score" and label.predicted_energy_per_atom is not None
+                and label.energy_per_atom is not None):
+            errors_pred.append(abs(label.predicted_energy_per_atom - label.energy_per_atom))
+    n_new = len(new_labels)
+    doc = TrainingSetDocument(
+        cycle=cycle, oracle=oracle, labels=labels, n_new=n_new, n_new_failed=len(failures),
+        failures=failures,
+        n_attempted_total=(previous.n_attempted_total if previous else 0) + n_new,
+        n_failed_total=(previous.n_failed_total if previous else 0) + len(failures),
+        prediction_mae=float(np.mean(errors_pred)) if errors_pred else None,
+    )
+    if failures:
+        logger.warning("cycle %d: %d of %d labels failed: %s", cycle, len(failures), n_new,
+                       "; ".join(sorted(set(failures)))[:300])
+    return doc
+
+
+@job(on_missing_references=OnMissing.NONE)
+def collect_labels(labels: list[LabelDocument | None]) -> list[LabelDocument | None]:
+    """Pass the label jobs' outputs on as one list (fizzled jobs arrive as ``None``)."""
+    return labels
+
+
+@job
+def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: int) -> Response:
+    """Fan out: one oracle job per selected structure; replaces itself with them.
+
+    Its output becomes the list of label documents (``None`` for a job that did not complete).
+    """
+    jobs = []
+    n = len(selection.structures)
+    for k, sel in enumerate(selection.structures):
+        j = label_maker.make(sel.structure, cycle=cycle, source_index=sel.source_index,
+                             reason=sel.reason,
+                             predicted_energy_per_atom=sel.predicted_energy_per_atom,
+                             predicted_sigma_energy=sel.predicted_sigma_energy)
+        j.name = f"{label_maker.name} {k + 1}/{n}"
+        jobs.append(j)
+    collect = collect_labels([j.output for j in jobs])
+    collect.name = f"collect labels (cycle {cycle})"
+    return Response(replace=Flow([*jobs, collect], output=collect.output,
+                                 name=f"label cycle {cycle}"))

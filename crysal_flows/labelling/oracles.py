@@ -1,0 +1,87 @@
+"""Oracles: the expensive reference calculations (DFT, or cheap stand-ins) behind one interface.
+
+An oracle here is anything that gives an ASE calculator; its identity string is stored with every
+label so that labels of different oracles are never mixed in one training set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from typing import Any
+
+from ase.calculators.calculator import Calculator
+
+from crysal_flows.config import OracleConfig
+
+__all__ = ["OracleUnavailableError", "check_oracle", "get_calculator", "oracle_identity"]
+
+
+class OracleUnavailableError(RuntimeError):
+    """The oracle's code is not installed or cannot be loaded."""
+
+
+def oracle_identity(config: OracleConfig) -> str:
+    """A stable identity string of the oracle and its settings."""
+    name = config.calculator if config.kind == "ase" else config.kind
+    if not config.kwargs:
+        return str(name)
+    digest = hashlib.sha1(json.dumps(config.kwargs, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{name}#{digest[:10]}"
+
+
+def _stillinger_weber(kwargs: dict[str, Any]) -> Calculator:
+    try:
+        from matscipy.calculators.manybody import Manybody
+        from matscipy.calculators.manybody.explicit_forms import StillingerWeber
+        from matscipy.calculators.manybody.explicit_forms.stillinger_weber import (
+            Stillinger_Weber_PRB_31_5262_Si,
+        )
+    except ImportError as exc:
+        raise OracleUnavailableError(
+            f"oracle 'stillinger_weber' needs matscipy: pip install matscipy ({exc})"
+        ) from exc
+    if kwargs:
+        raise ValueError(f"oracle 'stillinger_weber' takes no kwargs, got {sorted(kwargs)}")
+    return Manybody(**StillingerWeber(Stillinger_Weber_PRB_31_5262_Si))
+
+
+def _chgnet(kwargs: dict[str, Any]) -> Calculator:
+    try:
+        from chgnet.model import CHGNetCalculator
+    except ImportError as exc:
+        raise OracleUnavailableError(
+            f"oracle 'chgnet' needs CHGNet: pip install chgnet ({exc})"
+        ) from exc
+    return CHGNetCalculator(**{"use_device": "cpu", **kwargs})
+
+
+def _ase(path: str, kwargs: dict[str, Any]) -> Calculator:
+    module_name, _, class_name = path.partition(":")
+    if not class_name:
+        raise ValueError(f"oracle calculator {path!r} must look like 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise OracleUnavailableError(f"cannot import oracle module {module_name!r}: {exc}") from exc
+    try:
+        cls = getattr(module, class_name)
+    except AttributeError:
+        raise OracleUnavailableError(f"module {module_name!r} has no {class_name!r}") from None
+    return cls(**kwargs)
+
+
+def get_calculator(config: OracleConfig) -> Calculator:
+    """Build a fresh ASE calculator for the oracle."""
+    if config.kind == "stillinger_weber":
+        return _stillinger_weber(config.kwargs)
+    if config.kind == "chgnet":
+        return _chgnet(config.kwargs)
+    assert config.calculator is not None  # guaranteed by OracleConfig
+    return _ase(config.calculator, config.kwargs)
+
+
+def check_oracle(config: OracleConfig) -> None:
+    """Fail early, before any job runs, when the oracle cannot be built here."""
+    get_calculator(config)

@@ -1,0 +1,53 @@
+"""Output documents of oracle labelling and of the accumulated training set."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+__all__ = ["LabelDocument", "TrainingSetDocument"]
+
+
+class LabelDocument(BaseModel):
+    """One oracle single point (or its failure)."""
+
+    structure: Structure = Field(..., description="The (perturbed) structure that was labelled.")
+    oracle: str = Field(..., description="Identity of the oracle and its settings.")
+    cycle: int = Field(..., description="Cycle that selected the structure.")
+    source_index: int | None = Field(None, description="Pool index of the candidate it came from.")
+    reason: str = Field("", description="Why it was selected: random, score or uncertain.")
+    success: bool = Field(..., description="Whether the label is usable for training.")
+    error: str | None = Field(None, description="Why the label failed, if it did.")
+    energy: float | None = Field(None, description="Total energy, eV.")
+    forces: list[list[float]] | None = Field(None, description="Forces, eV/A.")
+    stress: list[list[float]] | None = Field(
+        None, description="Stress tensor 3x3, eV/A^3, ASE sign convention (positive is tensile)."
+    )
+    predicted_energy_per_atom: float | None = Field(
+        None, description="Ensemble-mean prediction before labelling, eV/atom (None in cycle 0)."
+    )
+    predicted_sigma_energy: float | None = Field(
+        None, description="Ensemble spread of that prediction, eV/atom."
+    )
+    seconds: float = Field(0.0, description="Wall time of the oracle call.")
+
+    @property
+    def energy_per_atom(self) -> float | None:
+        """Oracle energy per atom, eV/atom."""
+        return None if self.energy is None else self.energy / len(self.structure)
+
+
+class TrainingSetDocument(BaseModel):
+    """All successful labels up to a cycle. ``labels`` goes to the ``data`` store."""
+
+    cycle: int = Field(..., description="Cycle whose labels were added last.")
+    oracle: str | None = Field(None, description="Identity of the oracle of every label.")
+    labels: list[LabelDocument] = Field(..., description="Successful labels, oldest first.")
+    n_new: int = Field(..., description="Labels attempted in this cycle.")
+    n_new_failed: int = Field(..., description="Labels of this cycle that failed.")
+    failures: list[str] = Field(default_factory=list, description="Errors of this cycle's failures.")
+    n_attempted_total: int = Field(..., description="Oracle single points attempted in all cycles.")
+    n_failed_total: int = Field(..., description="Oracle single points that failed in all cycles.")
+    prediction_mae: float | None = Field(
+        None, description="MAE (eV/atom) of the previous ensemble on this cycle's new labels."
+    )

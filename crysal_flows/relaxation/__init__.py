@@ -1,0 +1,1 @@
+"""Relaxation step of the search."""

@@ -1,0 +1,104 @@
+"""ML relaxation of the pool in shards, one job each, merged into the next pool."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from jobflow import Maker, OnMissing, job
+
+from crysal_flows.config import RelaxationConfig
+from crysal_flows.generation.schemas import PoolDocument
+from crysal_flows.refs import load
+from crysal_flows.relaxation.relax import relax_batched
+from crysal_flows.relaxation.schemas import ShardDocument
+from crysal_flows.schemas import Candidate
+from crysal_flows.settings import apply_torch_settings
+from crysal_flows.training.jobs import load_ensemble
+from crysal_flows.training.schemas import EnsembleDocument
+from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RelaxShardMaker", "merge_shards", "shard_indices"]
+
+
+def shard_indices(n: int, n_shards: int) -> list[np.ndarray]:
+    """Contiguous, nearly equal index ranges of ``n`` candidates over ``n_shards`` shards."""
+    return [a for a in np.array_split(np.arange(n), min(n_shards, n)) if len(a)]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+@dataclass
+class RelaxShardMaker(Maker):
+    """Relax one shard of the pool with the ensemble mean (a GPU job on a cluster)."""
+
+    name: str = "relax shard"
+    config: RelaxationConfig = field(default_factory=RelaxationConfig)
+
+    @job(data="candidates", output_schema=ShardDocument)
+    def make(self, pool: PoolDocument, ensemble: EnsembleDocument, cycle: int, shard: int,
+             n_shards: int) -> ShardDocument:
+        """Relax candidates ``shard_indices(len(pool), n_shards)[shard]``, batched."""
+        apply_torch_settings()
+        pool = load(pool)
+        idx = shard_indices(len(pool.candidates), n_shards)[shard]
+        cands = [pool.candidates[i] for i in idx]
+        ens = load_ensemble(ensemble)
+        t0 = time.perf_counter()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] > 30 or done == total:
+                last[0] = now
+                logger.info("cycle %d shard %d/%d: %d/%d candidates relaxed (%.0f s)", cycle,
+                            shard + 1, n_shards, done, total, now - t0)
+
+        outcomes = relax_batched([structure_to_atoms(c.structure) for c in cands], ens,
+                                 self.config, pool.reference_volume, progress=progress)
+        n_atoms = pool.n_atoms
+        new = []
+        for c, o in zip(cands, outcomes, strict=True):
+            new.append(c.model_copy(update={
+                "structure": atoms_to_structure(o.best_atoms),
+                "final_structure": atoms_to_structure(o.final_atoms),
+                "energy_per_atom": _finite(o.energy / n_atoms),
+                "sigma_energy": _finite(o.sigma_energy / n_atoms),
+                "sigma_force": _finite(o.sigma_force),
+                "max_force": _finite(o.max_force),
+                "status": o.status,
+                "steps": o.steps,
+                "total_steps": c.total_steps + o.steps,
+            }))
+        counts = Counter(o.status.value for o in outcomes)
+        return ShardDocument(cycle=cycle, shard=shard, n_shards=n_shards, candidates=new,
+                             seconds=time.perf_counter() - t0, steps=sum(o.steps for o in outcomes),
+                             status_counts=dict(counts))
+
+
+@job(on_missing_references=OnMissing.NONE, data="candidates", output_schema=PoolDocument)
+def merge_shards(shards: list[ShardDocument | None], pool: PoolDocument, cycle: int) -> PoolDocument:
+    """Merge relaxed shards into the pool; a shard that did not complete keeps its old candidates."""
+    pool = load(pool)
+    by_index: dict[int, Candidate] = {c.index: c for c in pool.candidates}
+    missing = 0
+    for shard in shards:
+        if shard is None:
+            missing += 1
+            continue
+        for c in shard.candidates:
+            by_index[c.index] = c
+    if missing:
+        logger.warning("cycle %d: %d relaxation shard(s) did not complete; their candidates keep "
+                       "their previous structures", cycle, missing)
+    return pool.model_copy(update={"cycle": cycle,
+                                   "candidates": [by_index[i] for i in sorted(by_index)]})
+

@@ -1,0 +1,65 @@
+"""Output documents shared by several steps of the search."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+__all__ = ["Candidate", "CandidateStatus", "SearchState"]
+
+
+class CandidateStatus(str, Enum):
+    """Where the last ML relaxation of a candidate stopped."""
+
+    NEW = "new"
+    CONVERGED = "converged"
+    UNCERTAIN = "uncertain"
+    MAX_STEPS = "max_steps"
+    STALLED = "stalled"
+    FAILED = "failed"
+
+
+class Candidate(BaseModel):
+    """One member of the pool: its current structure and what the ensemble says of it."""
+
+    index: int = Field(..., description="Position in the pool, stable over the whole search.")
+    origin: str = Field(..., description="How the candidate was generated.")
+    space_group: int | None = Field(None, description="Space group it was generated in, if any.")
+    structure: Structure = Field(
+        ..., description="Current structure: the lowest-energy frame of the last ML relaxation."
+    )
+    final_structure: Structure | None = Field(
+        None, description="Frame where the last relaxation stopped (for uncertain stops: where the "
+        "ensemble disagreed, a good label)."
+    )
+    energy_per_atom: float | None = Field(
+        None, description="Ensemble-mean energy per atom of the current structure, eV/atom."
+    )
+    sigma_energy: float | None = Field(
+        None, description="Ensemble standard deviation of the energy per atom, eV/atom."
+    )
+    sigma_force: float | None = Field(
+        None, description="Largest ensemble standard deviation of a force component at the last "
+        "frame, eV/A."
+    )
+    max_force: float | None = Field(None, description="Largest generalised force at the end, eV/A.")
+    status: CandidateStatus = Field(CandidateStatus.NEW, description="Where the relaxation stopped.")
+    steps: int = Field(0, description="ML relaxation steps in the last cycle.")
+    total_steps: int = Field(0, description="ML relaxation steps over all cycles.")
+
+
+class SearchState(BaseModel):
+    """The small state carried from one cycle to the next."""
+
+    cycle: int = Field(0, ge=0, description="Index of the cycle about to run.")
+    n_labels: int = Field(0, description="Oracle single points so far (failed ones included).")
+    n_failed_labels: int = Field(0, description="Oracle single points that failed so far.")
+    stable_cycles: int = Field(0, description="Consecutive cycles that met the stopping criterion.")
+    history: list[list[float]] = Field(
+        default_factory=list, description="Per finished cycle: energies (eV/atom) of the top clusters."
+    )
+    summaries: list[str] = Field(
+        default_factory=list, description="UUIDs of the finished cycles' summary jobs, in order."
+    )

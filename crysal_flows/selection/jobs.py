@@ -1,0 +1,107 @@
+"""Selection: random picks in cycle 0, then low-energy and uncertain candidates with diversity."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from jobflow import job
+
+from crysal_flows.config import SelectionConfig
+from crysal_flows.generation.schemas import PoolDocument
+from crysal_flows.refs import load
+from crysal_flows.schemas import Candidate, CandidateStatus
+from crysal_flows.selection.schemas import SelectedStructure, SelectionDocument
+from crysal_flows.utils import atoms_to_structure, fingerprint, structure_to_atoms
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["perturb", "select_structures"]
+
+
+def perturb(candidate_atoms, rng: np.random.Generator, rattle: float, strain: float):  # noqa: ANN001, ANN201
+    """Rattle positions (uniform in a ball of radius ``rattle``) and strain the cell randomly."""
+    atoms = candidate_atoms.copy()
+    if strain > 0:
+        eps = rng.uniform(-strain, strain, size=(3, 3))
+        eps = 0.5 * (eps + eps.T)
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    if rattle > 0:
+        direction = rng.normal(size=(len(atoms), 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        radius = rattle * rng.random(len(atoms)) ** (1 / 3)
+        atoms.positions += direction * radius[:, None]
+    atoms.wrap()
+    return atoms
+
+
+def _label_source(c: Candidate):  # noqa: ANN202
+    # The last frame the ensemble trusted (for an uncertain stop, the one before it disagreed): the
+    # frame that stopped it may already have atoms pulled together by an extrapolating model.
+    return c.structure
+
+
+def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.random.Generator,
+          n: int) -> list[tuple[Candidate, str, float | None]]:
+    cands = pool.candidates
+    if cycle == 0 or all(c.energy_per_atom is None for c in cands):
+        idx = rng.choice(len(cands), size=n, replace=False)
+        return [(cands[i], "random", None) for i in idx]
+    usable = [c for c in cands if c.status != CandidateStatus.FAILED
+              and c.energy_per_atom is not None and math.isfinite(c.energy_per_atom)]
+    n_random = int(round(config.random_fraction * n))
+    scored = sorted(
+        usable, key=lambda c: c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)
+    )
+    chosen: list[tuple[Candidate, str, float | None]] = []
+    prints: list[np.ndarray] = []
+    for c in scored:
+        if len(chosen) >= n - n_random:
+            break
+        fp = fingerprint(structure_to_atoms(_label_source(c)))
+        if prints and min(np.linalg.norm(fp - p) for p in prints) < config.min_fingerprint_distance:
+            continue  # near-duplicate of a better-scored pick
+        prints.append(fp)
+        reason = "uncertain" if c.status == CandidateStatus.UNCERTAIN else "score"
+        chosen.append((c, reason, c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)))
+    taken = {c.index for c, _, _ in chosen}
+    rest = [c for c in cands if c.index not in taken]
+    n_more = min(n - len(chosen), len(rest))
+    for i in rng.choice(len(rest), size=n_more, replace=False):
+        chosen.append((rest[i], "random", None))
+    return chosen
+
+
+@job(output_schema=SelectionDocument)
+def select_structures(pool: PoolDocument, ensemble, cycle: int, config: SelectionConfig,
+                      seed: int) -> SelectionDocument:
+    """Pick, perturb and (if an ensemble exists) predict the structures to label this cycle.
+
+    The ensemble's prediction on each perturbed structure is stored so that, once labelled, the
+    ensemble's error on exactly these structures feeds the stopping criterion.
+    """
+    pool, ensemble = load(pool), load(ensemble)
+    rng = np.random.default_rng([seed, cycle, 7])
+    n = config.n_labels if cycle > 0 else (config.n_labels_first or config.n_labels)
+    picks = _pick(pool, config, cycle, rng, n)
+    rattle = config.rattle * config.rattle_decay**cycle
+    atoms = [perturb(structure_to_atoms(_label_source(c)), rng, rattle, config.strain)
+             for c, _, _ in picks]
+    pred_e = pred_s = [None] * len(atoms)
+    if ensemble is not None and atoms:
+        from crysal_flows.training.jobs import load_ensemble
+
+        pred = load_ensemble(ensemble).predict(atoms)
+        n_at = len(atoms[0])
+        pred_e = [float(x) / n_at for x in pred.mean_energy]
+        pred_s = [float(x) / n_at for x in pred.sigma_energy]
+    structures = [
+        SelectedStructure(structure=atoms_to_structure(a), source_index=c.index, reason=reason,
+                          score=score, predicted_energy_per_atom=pe, predicted_sigma_energy=ps)
+        for a, (c, reason, score), pe, ps in zip(atoms, picks, pred_e, pred_s, strict=True)
+    ]
+    counts = {r: sum(s.reason == r for s in structures) for r in ("score", "uncertain", "random")}
+    logger.info("cycle %d: selected %d structures to label %s (rattle %.3f A)", cycle,
+                len(structures), counts, rattle)
+    return SelectionDocument(cycle=cycle, rattle=rattle, structures=structures)

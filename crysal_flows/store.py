@@ -1,0 +1,29 @@
+"""JobStores: the embedded on-disk default for local runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobflow import JobStore
+
+__all__ = ["local_store"]
+
+
+def local_store(path: str | Path, create: bool = True) -> JobStore:
+    """An on-disk JobStore (MontyDB/sqlite) with a ``data`` store, in directory ``path``.
+
+    No server is needed. Documents and the ``data`` store (checkpoints, pools) live in two
+    collections of one database under ``path``.
+    """
+    from maggma.stores import MontyStore
+
+    path = Path(path).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"store path {path} exists and is not a directory")
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"no store at {path} (run a search first, or pass --store)")
+        path.mkdir(parents=True)
+    docs = MontyStore("outputs", database_path=str(path), database_name="crysal", storage="sqlite")
+    data = MontyStore("data", database_path=str(path), database_name="crysal", storage="sqlite")
+    return JobStore(docs, additional_stores={"data": data})

@@ -1,0 +1,90 @@
+"""Ensemble training: one job per MACE member, gathered into the cycle's ensemble."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from jobflow import Maker, OnMissing, job
+
+from crysal_flows.config import TrainingConfig
+from crysal_flows.labelling.schemas import TrainingSetDocument
+from crysal_flows.refs import load
+from crysal_flows.mace_utils import Ensemble, checkpoint_to_model
+from crysal_flows.settings import SETTINGS, apply_torch_settings
+from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
+from crysal_flows.training.train import Frame, train_member
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainMemberMaker", "gather_ensemble", "labels_to_frames", "load_ensemble"]
+
+
+def labels_to_frames(training_set: TrainingSetDocument) -> list[Frame]:
+    """Turn successful labels into training frames."""
+    frames = []
+    for label in training_set.labels:
+        s = label.structure
+        frames.append(Frame(
+            numbers=np.array([site.specie.Z for site in s]), positions=s.cart_coords,
+            cell=s.lattice.matrix, energy=float(label.energy), forces=np.asarray(label.forces),
+            stress=np.asarray(label.stress),
+        ))
+    return frames
+
+
+def load_ensemble(ensemble: EnsembleDocument, device: str | None = None) -> Ensemble:
+    """Load an ensemble document's members (checksums verified)."""
+    return Ensemble.from_checkpoints([(m.checkpoint, m.sha256) for m in ensemble.members],
+                                     device=device or SETTINGS.device)
+
+
+@dataclass
+class TrainMemberMaker(Maker):
+    """Train one MACE ensemble member (a GPU job on a cluster)."""
+
+    name: str = "train member"
+    config: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @job(data="checkpoint", output_schema=MemberDocument)
+    def make(self, training_set: TrainingSetDocument, cycle: int, member: int, seed: int,
+             previous: MemberDocument | None = None) -> MemberDocument:
+        """Train member ``member`` of cycle ``cycle`` from scratch or from ``previous``."""
+        apply_torch_settings()
+        previous = load(previous)
+        init = (previous.checkpoint, previous.sha256) if previous is not None else None
+        frames = labels_to_frames(training_set)
+        result = train_member(frames, self.config, seed=seed, init_checkpoint=init)
+        model, _ = checkpoint_to_model(result.checkpoint, result.sha256)
+        n_params = sum(p.numel() for p in model.parameters())
+        logger.info(
+            "cycle %d: member %d trained on %d structures in %.0f s (%d epochs), RMSE E %.3f "
+            "eV/atom, F %.3f eV/A (train)%s", cycle, member + 1, result.n_train, result.seconds,
+            result.epochs, result.train_rmse_energy, result.train_rmse_forces,
+            "" if result.validation_rmse_energy is None else
+            f", E {result.validation_rmse_energy:.3f}, F {result.validation_rmse_forces:.3f} (held out)",
+        )
+        return MemberDocument(
+            cycle=cycle, member=member, seed=seed, warm_started=init is not None,
+            checkpoint=result.checkpoint, sha256=result.sha256, n_parameters=n_params,
+            n_train=result.n_train, n_validation=result.n_validation, epochs=result.epochs,
+            seconds=result.seconds, train_rmse_energy=result.train_rmse_energy,
+            train_rmse_forces=result.train_rmse_forces,
+            validation_rmse_energy=result.validation_rmse_energy,
+            validation_rmse_forces=result.validation_rmse_forces,
+        )
+
+
+@job(on_missing_references=OnMissing.NONE, data="checkpoint", output_schema=EnsembleDocument)
+def gather_ensemble(members: list[MemberDocument | None], cycle: int) -> EnsembleDocument:
+    """Collect the members that trained; fails only if fewer than two did."""
+    ok = [m for m in members if m is not None]
+    if len(ok) < 2:
+        raise RuntimeError(f"cycle {cycle}: only {len(ok)} of {len(members)} ensemble members "
+                           "trained; an ensemble needs at least two")
+    if len(ok) < len(members):
+        logger.warning("cycle %d: %d of %d members failed to train; going on with %d",
+                       cycle, len(members) - len(ok), len(members), len(ok))
+    return EnsembleDocument(cycle=cycle, members=ok, n_requested=len(members))
+

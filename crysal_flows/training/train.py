@@ -1,0 +1,217 @@
+"""Training one MACE ensemble member on oracle labels (energy, forces, stress)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from crysal_flows.config import TrainingConfig
+from crysal_flows.mace_utils import (
+    DTYPE,
+    build_model,
+    checkpoint_to_model,
+    collate,
+    graph_arrays,
+    model_to_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Frame", "TrainResult", "filter_outliers", "train_member"]
+
+
+@dataclass
+class Frame:
+    """One labelled structure in plain arrays (ASE conventions: eV, eV/A, eV/A^3)."""
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray  # 3x3
+
+    def to_atoms(self):  # noqa: ANN201
+        """Return the structure as ASE atoms."""
+        from ase import Atoms
+
+        return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=True)
+
+
+@dataclass
+class TrainResult:
+    """A trained member and its errors."""
+
+    checkpoint: str
+    sha256: str
+    hyper: dict
+    n_train: int
+    n_validation: int
+    epochs: int
+    seconds: float
+    train_rmse_energy: float  # eV/atom
+    train_rmse_forces: float  # eV/A
+    validation_rmse_energy: float | None
+    validation_rmse_forces: float | None
+
+
+def filter_outliers(frames: Sequence[Frame], n_sigma: float) -> list[Frame]:
+    """Drop frames whose largest force is above mean + n_sigma * std (as the reference method)."""
+    if len(frames) < 5:
+        return list(frames)
+    fmax = np.array([np.abs(f.forces).max() for f in frames])
+    limit = fmax.mean() + n_sigma * fmax.std()
+    return [f for f, m in zip(frames, fmax, strict=True) if m <= limit]
+
+
+def _atomic_energies(frames: Sequence[Frame], z_table: list[int]) -> np.ndarray:
+    """Per-element reference energies by least squares on the compositions (min-norm if singular)."""
+    counts = np.array([[np.sum(f.numbers == z) for z in z_table] for f in frames], dtype=float)
+    energies = np.array([f.energy for f in frames])
+    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return e0
+
+
+def _targets(frames: Sequence[Frame]) -> list[dict[str, torch.Tensor]]:
+    return [
+        {
+            "energy": torch.tensor([f.energy], dtype=DTYPE),
+            "forces": torch.tensor(f.forces, dtype=DTYPE),
+            "stress": torch.tensor(np.asarray(f.stress).reshape(1, 3, 3), dtype=DTYPE),
+            "n_atoms": torch.tensor([len(f.numbers)], dtype=DTYPE),
+        }
+        for f in frames
+    ]
+
+
+def _evaluate(model: torch.nn.Module, graphs: list[dict], targets: list[dict],
+              idx: Sequence[int], batch_size: int) -> tuple[float, float]:
+    """RMSE of energy per atom and of force components on frames ``idx``."""
+    se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start:start + batch_size]
+        batch = collate([graphs[i] for i in chunk])
+        out = model(batch, training=False, compute_force=True, compute_stress=False)
+        t = [targets[i] for i in chunk]
+        e_ref = torch.cat([x["energy"] for x in t])
+        nat = torch.cat([x["n_atoms"] for x in t])
+        se_e += float((((out["energy"].detach() - e_ref) / nat) ** 2).sum())
+        se_f += float(((out["forces"].detach() - torch.cat([x["forces"] for x in t])) ** 2).sum())
+        n_e += len(chunk)
+        n_f += int(nat.sum()) * 3
+    return math.sqrt(se_e / max(n_e, 1)), math.sqrt(se_f / max(n_f, 1))
+
+
+def train_member(
+    frames: Sequence[Frame],
+    config: TrainingConfig,
+    seed: int,
+    init_checkpoint: tuple[str, str] | None = None,
+    z_table: Sequence[int] | None = None,
+) -> TrainResult:
+    """Train one ensemble member.
+
+    Each member draws its own validation split from ``seed`` (the reference implementation shares one
+    split between all members, which makes the members less independent).
+
+    Parameters
+    ----------
+    frames
+        Labelled structures; outliers are filtered here.
+    init_checkpoint
+        ``(checkpoint, sha256)`` of a previous member to warm-start from; trained for
+        ``config.warm_start_epochs`` instead of ``config.epochs``.
+    z_table
+        Atomic numbers the model knows; default: those in ``frames``.
+    """
+    t0 = time.perf_counter()
+    per_atom = np.array([f.energy / len(f.numbers) for f in frames])
+    frames = [f for f, e in zip(frames, per_atom, strict=True)
+              if e <= per_atom.min() + config.max_energy_above_min]
+    frames = filter_outliers(frames, config.outlier_sigma)
+    if len(frames) < 2:
+        raise ValueError(f"cannot train on {len(frames)} labelled structure(s); need at least 2")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(frames))
+    n_val = int(round(config.validation_fraction * len(frames)))
+    n_val = min(n_val, len(frames) - 1)
+    val_idx, train_idx = list(order[:n_val]), list(order[n_val:])
+
+    if init_checkpoint is not None:
+        model, hyper = checkpoint_to_model(*init_checkpoint)
+        hyper = {**hyper, "seed": seed}
+        epochs = config.warm_start_epochs
+    else:
+        z = sorted({int(x) for f in frames for x in f.numbers}) if z_table is None else list(z_table)
+        train_frames = [frames[i] for i in train_idx]
+        e0 = _atomic_energies(train_frames, z)
+        graphs0 = [graph_arrays(f.to_atoms(), z, config.r_max) for f in train_frames]
+        avg_nb = float(np.mean([g["edge_index"].shape[1] / len(g["positions"]) for g in graphs0]))
+        force_rms = float(np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in train_frames]) ** 2)))
+        hyper = {
+            **config.model_dump(include={"r_max", "channels", "max_l", "max_ell", "num_interactions",
+                                         "correlation", "num_bessel", "radial_mlp",
+                                         "pair_repulsion"}),
+            "z_table": z,
+            "atomic_energies": [float(x) for x in e0],
+            "avg_num_neighbors": max(avg_nb, 1.0),
+            "scale": max(force_rms, 0.1),
+            "shift": 0.0,
+            "seed": seed,
+        }
+        model = build_model(hyper)
+        epochs = config.epochs
+
+    graphs = [graph_arrays(f.to_atoms(), hyper["z_table"], hyper["r_max"]) for f in frames]
+    targets = _targets(frames)
+    torch.manual_seed(seed)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, amsgrad=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs, eta_min=config.learning_rate * 0.05
+    )
+    bs = config.batch_size
+    best_state, best_loss = None, math.inf
+    for epoch in range(epochs):
+        perm = [train_idx[k] for k in rng.permutation(len(train_idx))]
+        for start in range(0, len(perm), bs):
+            chunk = perm[start:start + bs]
+            batch = collate([graphs[i] for i in chunk])
+            t = [targets[i] for i in chunk]
+            out = model(batch, training=True, compute_force=True, compute_stress=True)
+            nat = torch.cat([x["n_atoms"] for x in t])
+            e_err = (out["energy"] - torch.cat([x["energy"] for x in t])) / nat
+            f_err = out["forces"] - torch.cat([x["forces"] for x in t])
+            s_err = out["stress"] - torch.cat([x["stress"] for x in t])
+            loss = (config.energy_weight * (e_err**2).mean()
+                    + config.forces_weight * (f_err**2).mean()
+                    + config.stress_weight * (s_err**2).mean())
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+        scheduler.step()
+        if val_idx and (epoch >= epochs // 2) and (epoch % 5 == 4 or epoch == epochs - 1):
+            ve, vf = _evaluate(model, graphs, targets, val_idx, bs)
+            score = config.energy_weight * ve**2 + config.forces_weight * vf**2
+            if score < best_loss:
+                best_loss = score
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    tr_e, tr_f = _evaluate(model, graphs, targets, train_idx, bs)
+    va_e, va_f = _evaluate(model, graphs, targets, val_idx, bs) if val_idx else (None, None)
+    checkpoint, sha = model_to_checkpoint(model, hyper)
+    return TrainResult(
+        checkpoint=checkpoint, sha256=sha, hyper=hyper, n_train=len(train_idx),
+        n_validation=len(val_idx), epochs=epochs, seconds=time.perf_counter() - t0,
+        train_rmse_energy=tr_e, train_rmse_forces=tr_f,
+        validation_rmse_energy=va_e, validation_rmse_forces=va_f,
+    )

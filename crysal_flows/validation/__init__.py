@@ -1,0 +1,1 @@
+"""Validation step of the search."""

@@ -1,0 +1,192 @@
+"""Validation: oracle relaxations of the best cluster representatives, and the final report."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from jobflow import Flow, Maker, OnMissing, Response, job
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from crysal_flows.config import OracleConfig, ReferenceStructure
+from crysal_flows.labelling.oracles import get_calculator, oracle_identity
+from crysal_flows.refs import StoredOutput, load
+from crysal_flows.validation.schemas import MinimumDocument, OracleRelaxDocument, ReportDocument
+from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "OracleRelaxMaker",
+    "build_reference",
+    "make_report",
+    "oracle_relax",
+    "space_group",
+    "validate_minima",
+]
+
+
+def space_group(structure: Structure, symprec: float = 0.1) -> tuple[str, int]:
+    """Space group symbol and number, or ('P1', 1) if spglib fails."""
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=symprec)
+        return sga.get_space_group_symbol(), sga.get_space_group_number()
+    except Exception:  # spglib can fail on distorted cells
+        return "P1", 1
+
+
+def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int,
+                 **meta) -> OracleRelaxDocument:
+    """Relax positions and cell with the oracle (BFGS, FrechetCellFilter), counting oracle calls."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    t0 = time.perf_counter()
+    identity = oracle_identity(oracle)
+    try:
+        atoms = structure_to_atoms(structure)
+        atoms.calc = get_calculator(oracle)
+        calls = [0]
+        original = atoms.calc.calculate
+
+        def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls[0] += 1
+            return original(*args, **kwargs)
+
+        atoms.calc.calculate = counted
+        opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
+        converged = bool(opt.run(fmax=fmax, steps=max_steps))
+        energy = float(atoms.get_potential_energy())
+        if not math.isfinite(energy):
+            raise FloatingPointError("oracle energy is not finite")
+    except Exception as exc:  # the report lists failures; the search result survives them
+        return OracleRelaxDocument(oracle=identity, success=False,
+                                   error=f"{type(exc).__name__}: {exc}"[:500],
+                                   initial_structure=structure, seconds=time.perf_counter() - t0,
+                                   **meta)
+    return OracleRelaxDocument(
+        oracle=identity, success=True, converged=converged, oracle_calls=calls[0],
+        initial_structure=structure, structure=atoms_to_structure(atoms),
+        energy_per_atom=energy / len(atoms), seconds=time.perf_counter() - t0, **meta,
+    )
+
+
+@dataclass
+class OracleRelaxMaker(Maker):
+    """Relax one structure with the oracle (a DFT job on a cluster)."""
+
+    name: str = "oracle relax"
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    fmax: float = 0.05
+    max_steps: int = 300
+
+    @job(output_schema=OracleRelaxDocument)
+    def make(self, structure: Structure, source_index: int | None = None,
+             cluster_rank: int | None = None,
+             predicted_energy_per_atom: float | None = None) -> OracleRelaxDocument:
+        """Relax ``structure``; failures come back as ``success=False``."""
+        return oracle_relax(structure, self.oracle, self.fmax, self.max_steps,
+                            source_index=source_index, cluster_rank=cluster_rank,
+                            predicted_energy_per_atom=predicted_energy_per_atom)
+
+
+def build_reference(ref: ReferenceStructure) -> Structure:
+    """Build a reference structure from a file or ``ase.build.bulk`` arguments."""
+    if ref.file is not None:
+        return Structure.from_file(ref.file)
+    from ase.build import bulk
+
+    return atoms_to_structure(bulk(**(ref.bulk or {})))
+
+
+def _matches_reference(structure: Structure, reference: Structure) -> bool:
+    # Compare primitive cells at matched volume: a supercell of the reference matches too.
+    return StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True).fit(
+        structure, reference)
+
+
+@job(on_missing_references=OnMissing.NONE)
+def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
+                run: dict, references: list[ReferenceStructure], oracle: OracleConfig,
+                validation_fmax: float, started: float | None = None) -> ReportDocument:
+    """Deduplicate the oracle-relaxed minima, match references, add up the oracle cost."""
+    summaries = [load(s) for s in summaries]
+    done = [r for r in relaxations if r is not None and r.success and r.structure is not None]
+    done.sort(key=lambda r: r.energy_per_atom)
+    matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True)
+    groups: list[list[OracleRelaxDocument]] = []
+    for r in done:
+        for g in groups:
+            if abs(g[0].energy_per_atom - r.energy_per_atom) < 2e-3 and matcher.fit(
+                    g[0].structure, r.structure):
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    ref_structs = {ref.label: build_reference(ref) for ref in references}
+    ref_energies: dict[str, float | None] = {}
+    for label, s in ref_structs.items():
+        rr = oracle_relax(s, oracle, validation_fmax, 300)
+        ref_energies[label] = rr.energy_per_atom
+    best = groups[0][0].energy_per_atom if groups else math.nan
+    minima = []
+    for rank, g in enumerate(groups, start=1):
+        head = g[0]
+        symbol, number = space_group(head.structure)
+        matches = [label for label, s in ref_structs.items() if _matches_reference(head.structure, s)]
+        minima.append(MinimumDocument(
+            rank=rank, structure=head.structure, energy_per_atom=head.energy_per_atom,
+            energy_above_best=head.energy_per_atom - best,
+            predicted_energy_per_atom=head.predicted_energy_per_atom,
+            space_group_symbol=symbol, space_group_number=number, matches=matches,
+            source_indices=[r.source_index for r in g if r.source_index is not None],
+        ))
+    last = summaries[-1] if summaries else None
+    single_points = last.oracle_single_points if last else 0
+    steps = sum(r.oracle_calls for r in relaxations if r is not None)
+    found = sorted({m for mn in minima for m in mn.matches})
+    history = [{"cycle": s.cycle, "labels": s.oracle_single_points,
+                 "best_energy_per_atom": s.best_energy_per_atom, "clusters": len(s.clusters),
+                 "top_energy_change": s.top_energy_change, "prediction_mae": s.prediction_mae,
+                 "sigma_force_median": s.sigma_force_median, "status_counts": s.status_counts}
+                for s in summaries if s is not None]
+    report = ReportDocument(
+        run_id=run["run_id"], name=run["name"], composition=run["composition"],
+        oracle=oracle_identity(oracle), cycles=len(history),
+        converged=bool(last.converged) if last else False,
+        oracle_single_points=single_points, failed_labels=last.failed_labels if last else 0,
+        validation_steps=steps, oracle_cost=single_points + steps, minima=minima,
+        references=ref_energies, found=found, history=history,
+        seconds=(time.time() - started) if started else None,
+    )
+    logger.info("search %s finished: %d minima, oracle cost %d (%d single points + %d validation "
+                "steps)%s", run["name"], len(minima), report.oracle_cost, single_points, steps,
+                f", found {', '.join(found)}" if found else "")
+    return report
+
+
+@job
+def validate_minima(pool, summary, summary_uuids: list[str], relax_maker: OracleRelaxMaker,
+                    n_structures: int, run: dict, references: list[ReferenceStructure],
+                    started: float | None = None) -> Response:
+    """Fan out: oracle relaxations of the best cluster representatives, then the report."""
+    pool, summary = load(pool), load(summary)
+    by_index = {c.index: c for c in pool.candidates}
+    jobs = []
+    picks = summary.clusters[:n_structures]
+    for cl in picks:
+        c = by_index[cl.representative]
+        j = relax_maker.make(c.structure, source_index=c.index, cluster_rank=cl.rank,
+                             predicted_energy_per_atom=c.energy_per_atom)
+        j.name = f"{relax_maker.name} {cl.rank}/{len(picks)}"
+        jobs.append(j)
+    summaries = [StoredOutput(uuid=u) for u in summary_uuids]
+    report = make_report([j.output for j in jobs], summaries, run, references,
+                         relax_maker.oracle, relax_maker.fmax, started)
+    report.name = "crysal report"
+    return Response(replace=Flow([*jobs, report], output=report.output, name="validation"))

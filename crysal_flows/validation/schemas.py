@@ -1,0 +1,65 @@
+"""Output documents of validation and the final report."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+__all__ = ["MinimumDocument", "OracleRelaxDocument", "ReportDocument"]
+
+
+class OracleRelaxDocument(BaseModel):
+    """One oracle relaxation (positions and cell)."""
+
+    source_index: int | None = Field(None, description="Pool index of the relaxed candidate.")
+    cluster_rank: int | None = Field(None, description="Rank of its cluster in the last cycle.")
+    oracle: str = Field(..., description="Identity of the oracle.")
+    success: bool = Field(..., description="Whether the relaxation ran (converged or not).")
+    error: str | None = Field(None, description="Why it failed, if it did.")
+    converged: bool = Field(False, description="Whether fmax was reached.")
+    oracle_calls: int = Field(0, description="Oracle energy/force evaluations (ionic steps).")
+    initial_structure: Structure = Field(..., description="Structure before the relaxation.")
+    structure: Structure | None = Field(None, description="Relaxed structure.")
+    energy_per_atom: float | None = Field(None, description="Oracle energy per atom, eV/atom.")
+    predicted_energy_per_atom: float | None = Field(
+        None, description="Ensemble energy of the initial structure, eV/atom."
+    )
+    seconds: float = Field(0.0, description="Wall time, s.")
+
+
+class MinimumDocument(BaseModel):
+    """A distinct minimum found by the search."""
+
+    rank: int = Field(..., description="1 for the lowest oracle energy.")
+    structure: Structure = Field(..., description="Oracle-relaxed structure.")
+    energy_per_atom: float = Field(..., description="Oracle energy per atom, eV/atom.")
+    energy_above_best: float = Field(..., description="Above the lowest minimum, eV/atom.")
+    predicted_energy_per_atom: float | None = Field(None, description="Ensemble prediction, eV/atom.")
+    space_group_symbol: str = Field(..., description="Space group symbol (tolerance 0.1 A).")
+    space_group_number: int = Field(..., description="Space group number.")
+    matches: list[str] = Field(default_factory=list, description="Reference structures it matches.")
+    source_indices: list[int] = Field(..., description="Pool candidates that relaxed into it.")
+
+
+class ReportDocument(BaseModel):
+    """The final report of a search run."""
+
+    run_id: str = Field(..., description="Identifier of the search run.")
+    name: str = Field(..., description="Run name.")
+    composition: str = Field(..., description="Cell composition.")
+    oracle: str = Field(..., description="Identity of the oracle.")
+    cycles: int = Field(..., description="Active-learning cycles run.")
+    converged: bool = Field(..., description="Whether the stopping criterion ended the search.")
+    oracle_single_points: int = Field(..., description="Oracle single points for labels.")
+    failed_labels: int = Field(..., description="Of those, failed ones.")
+    validation_steps: int = Field(..., description="Oracle calls of the validation relaxations.")
+    oracle_cost: int = Field(..., description="Single points plus validation steps.")
+    minima: list[MinimumDocument] = Field(..., description="Distinct minima, lowest first.")
+    references: dict[str, float | None] = Field(
+        default_factory=dict, description="Oracle energy per atom of each reference structure "
+        "relaxed with the oracle (not counted in the cost)."
+    )
+    found: list[str] = Field(default_factory=list, description="References matched by a minimum.")
+    history: list[dict] = Field(default_factory=list, description="Per cycle: labels, best energy, "
+                                "clusters, top-energy change.")
+    seconds: float | None = Field(None, description="Wall time from pool generation to report, s.")
