@@ -1,0 +1,175 @@
+"""The ``crysal`` command: run a search locally, list results from a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+REPORT_JOB = "crysal report"
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", message=".*TorchScript.*")
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", module="pyxtal")
+    warnings.filterwarnings("ignore", module="spglib")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger("crysal_flows")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    logging.getLogger("jobflow").setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def _reports(store_path: str) -> list[dict[str, Any]]:
+    from crysal_flows.store import local_store
+
+    store = local_store(store_path, create=False)
+    store.connect()
+    try:
+        docs = list(store.query({"name": REPORT_JOB}, sort={"completed_at": 1}, load=True))
+    finally:
+        store.close()
+    return [d["output"] for d in docs]
+
+
+def _minimum_row(m: dict[str, Any]) -> str:
+    pred = m.get("predicted_energy_per_atom")
+    return (f"  {m['rank']:>4}  {m['energy_per_atom']:>12.4f}  {m['energy_above_best'] * 1000:>9.1f}"
+            f"  {m['space_group_symbol'] + ' (' + str(m['space_group_number']) + ')':<16}"
+            f"  {'' if pred is None else f'{pred:.4f}':>10}  {', '.join(m['matches'])}")
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A human-readable table of one report."""
+    lines = [
+        f"run {r['name']} ({r['run_id']}): {r['composition']}, oracle {r['oracle']}",
+        f"  cycles {r['cycles']} ({'converged' if r['converged'] else 'stopped at max_cycles'}), "
+        f"oracle cost {r['oracle_cost']} = {r['oracle_single_points']} single points "
+        f"({r['failed_labels']} failed) + {r['validation_steps']} validation steps"
+        + (f", wall time {r['seconds'] / 60:.1f} min" if r.get("seconds") else ""),
+        "  rank  E (eV/atom)   dE (meV)  space group       ML E (eV)   matches",
+    ]
+    lines += [_minimum_row(m) for m in r["minima"]]
+    if not r["minima"]:
+        lines.append("  (no minimum: every validation relaxation failed)")
+    for label, e in r.get("references", {}).items():
+        found = "found" if label in r.get("found", []) else "NOT found"
+        lines.append(f"  reference {label}: {'n/a' if e is None else f'{e:.4f}'} eV/atom "
+                     f"(oracle-relaxed), {found}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a search with jobflow's run_locally on the on-disk store."""
+    from crysal_flows.config import load_config
+    from crysal_flows.labelling.oracles import check_oracle
+
+    config = load_config(args.config)
+    if args.store:
+        config = config.model_copy(update={"store": args.store})
+    check_oracle(config.oracle)
+    _setup_logging(args.verbose)
+
+    from jobflow import run_locally
+
+    from crysal_flows.flows import CrystalSearchMaker, CycleMaker
+    from crysal_flows.store import local_store
+
+    store = local_store(config.store)
+    cycle_maker = CycleMaker(config=config, started=time.time())
+    flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make()
+    print(f"crysal: search {config.name} ({config.composition}), run {cycle_maker.run_id}, "
+          f"store {Path(config.store).resolve()}", flush=True)
+    t0 = time.time()
+    run_locally(flow, store=store, ensure_success=True, log=args.verbose)
+    reports = [r for r in _reports(config.store) if r["run_id"] == cycle_maker.run_id]
+    if not reports:
+        print("crysal: the search finished without a report", file=sys.stderr)
+        return 1
+    print(f"\nfinished in {(time.time() - t0) / 60:.1f} min\n" + format_report(reports[-1]))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    """List the runs in a store with their minima."""
+    reports = _reports(args.store)
+    if args.run:
+        reports = [r for r in reports if args.run in (r["name"], r["run_id"])]
+        if not reports:
+            raise LookupError(f"no finished run named {args.run!r} in store {args.store}")
+    if args.json:
+        print(json.dumps(reports, indent=1, default=str))
+        return 0
+    if not reports:
+        print(f"no finished runs in store {args.store}")
+        return 0
+    print("\n\n".join(format_report(r) for r in reports))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a configuration without running it."""
+    from crysal_flows.config import load_config
+    from crysal_flows.labelling.oracles import check_oracle
+
+    config = load_config(args.config)
+    check_oracle(config.oracle)
+    print(f"{args.config}: valid ({config.name}, {config.composition}, pool {config.pool.size}, "
+          f"oracle {config.oracle.kind})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``crysal``."""
+    parser = argparse.ArgumentParser(
+        prog="crysal", description="Crystal structure search with active learning (CrysAL)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a search locally (jobflow run_locally, on-disk store)")
+    run.add_argument("config", help="search configuration (YAML)")
+    run.add_argument("--store", help="store directory (default: the config's 'store')")
+    run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
+    run.set_defaults(func=cmd_run)
+    res = sub.add_parser("results", help="list finished runs and their minima")
+    res.add_argument("--store", default="crysal_store", help="store directory (default: %(default)s)")
+    res.add_argument("--run", help="only the run with this name or run id")
+    res.add_argument("--json", action="store_true", help="print the reports as JSON")
+    res.set_defaults(func=cmd_results)
+    chk = sub.add_parser("check", help="validate a configuration without running it")
+    chk.add_argument("config", help="search configuration (YAML)")
+    chk.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``crysal``."""
+    _quiet_libraries()
+    args = build_parser().parse_args(argv)
+    from crysal_flows.config import ConfigError
+    from crysal_flows.labelling.oracles import OracleUnavailableError
+
+    try:
+        return args.func(args)
+    except (ConfigError, OracleUnavailableError, FileNotFoundError, NotADirectoryError,
+            LookupError) as exc:
+        print(f"crysal: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

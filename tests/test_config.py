@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from crysal_flows.config import ConfigError, load_config
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+BASE = {"name": "t", "composition": "Si8"}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.pool.size >= (cfg.selection.n_labels_first or cfg.selection.n_labels)
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"composition": "Xx4"}, "composition"),
+        ({"composition": ""}, "composition"),
+        ({"composition": "Si0"}, "composition"),
+        ({"composition": "Si2.5"}, "positive integer"),
+        ({"pool": {"size": -3}}, "pool.size"),
+        ({"pool": {"volume_factor": float("nan")}}, "pool.volume_factor"),
+        ({"pool": {"sizee": 3}}, "pool.sizee: unknown key"),
+        ({"typo": 1}, "typo: unknown key"),
+        ({"pool": {"size": 4}, "selection": {"n_labels": 8}}, "larger than pool.size"),
+        ({"composition": "Na4Cl4"}, "silicon potential"),
+        ({"oracle": {"kind": "ase"}}, "calculator"),
+        ({"analysis": {"min_cycles": 5, "max_cycles": 2}}, "min_cycles"),
+    ],
+)
+def test_bad_input_names_field(update, message):
+    with pytest.raises(ConfigError) as err:
+        load_config({**BASE, **update})
+    assert message in str(err.value)
+
+
+def test_missing_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)

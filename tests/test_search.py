@@ -1,0 +1,83 @@
+"""End to end: a tiny search through jobflow's run_locally, then the CLI on its on-disk store."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from jobflow import run_locally
+
+from crysal_flows.config import load_config
+from crysal_flows.flows import CrystalSearchMaker
+
+TINY = {
+    "name": "tiny", "composition": "Si8", "seed": 1,
+    "pool": {"size": 8},
+    "selection": {"n_labels": 4, "n_labels_first": 8},
+    "training": {"n_members": 2, "epochs": 8, "warm_start_epochs": 4},
+    "relaxation": {"max_steps": 30, "n_shards": 2},
+    "analysis": {"min_cycles": 2, "max_cycles": 3},
+    "validation": {"n_structures": 2, "max_steps": 50},
+    "references": [{"label": "diamond",
+                    "bulk": {"name": "Si", "crystalstructure": "diamond", "a": 5.43}}],
+}
+
+
+@pytest.mark.slow
+def test_tiny_search_grows_cycle_by_cycle(memory_store):
+    cfg = load_config(TINY)
+    flow = CrystalSearchMaker(config=cfg).make()
+    run_locally(flow, store=memory_store, ensure_success=True, log=False)
+    summaries = sorted((d["output"] for d in memory_store.query({"name": {"$regex": "^analyse"}})),
+                       key=lambda s: s["cycle"])
+    # the flow grew one cycle at a time, each added by the previous cycle's analysis
+    assert [s["cycle"] for s in summaries] == list(range(len(summaries)))
+    assert 2 <= len(summaries) <= 3
+    assert all(not s["converged"] for s in summaries[:-1])
+    last = summaries[-1]
+    assert last["converged"] or last["decision"].startswith("stopped at max_cycles")
+    # labels accumulate: 8 in cycle 0, then 4 per cycle
+    assert [s["oracle_single_points"] for s in summaries] == [8 + 4 * i for i in range(len(summaries))]
+    report = memory_store.query_one({"name": "crysal report"}, load=True)["output"]
+    assert report["cycles"] == len(summaries)
+    assert report["oracle_cost"] == report["oracle_single_points"] + report["validation_steps"]
+    assert report["validation_steps"] > 0
+    energies = [m["energy_per_atom"] for m in report["minima"]]
+    assert energies == sorted(energies) and len(energies) >= 1
+    # SW diamond is the ground state: nothing the search found lies below it
+    assert energies[0] >= report["references"]["diamond"] - 1e-3
+    # checkpoints and pools live in the data store, not in the documents
+    member = memory_store.docs_store.query_one({"name": {"$regex": "^train member"}})
+    assert "blob_uuid" in json.dumps(member["output"]["checkpoint"])
+
+
+@pytest.mark.slow
+def test_cli_run_and_results_in_new_process(tmp_path):
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 1, "max_cycles": 1},
+                                   "store": str(tmp_path / "store")}))
+    run = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "cycle 0 |" in run.stdout and "oracle cost" in run.stdout
+    res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
+                          str(tmp_path / "store"), "--json"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    reports = json.loads(res.stdout)
+    assert len(reports) == 1 and reports[0]["name"] == "tiny"
+    m = reports[0]["minima"][0]
+    assert {"structure", "energy_per_atom", "space_group_symbol"} <= set(m)
+    assert m["structure"]["@class"] == "Structure"
+
+
+def test_cli_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncomposition: Si8\npool: {sise: 3}\n")
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "pool.sise: unknown key" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
+                          str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no store" in out.stderr
