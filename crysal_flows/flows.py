@@ -17,7 +17,7 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from jobflow import Flow, Maker, OutputReference, Response, job

@@ -93,7 +93,7 @@ def _one_hot(numbers: np.ndarray, z_table: Sequence[int]) -> np.ndarray:
     try:
         idx = np.array([index[int(z)] for z in numbers])
     except KeyError as exc:
-        raise ValueError(f"element Z={exc.args[0]} is not known to the model (z_table {z_table})")
+        raise ValueError(f"element Z={exc.args[0]} is not known to the model (z_table {z_table})") from None
     out = np.zeros((len(numbers), len(z_table)))
     out[np.arange(len(numbers)), idx] = 1.0
     return out

@@ -7,7 +7,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from jobflow import Flow, Maker, OnMissing, Response, job
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
