@@ -13,8 +13,6 @@ from typing import Any
 
 __all__ = ["main"]
 
-REPORT_JOB = "crysal report"
-
 
 def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*TorchScript.*")
@@ -37,11 +35,12 @@ def _setup_logging(verbose: bool) -> None:
 
 def _reports(store_path: str) -> list[dict[str, Any]]:
     from crysal_flows.store import local_store
+    from crysal_flows.validation.jobs import REPORT_JOB_NAME
 
     store = local_store(store_path, create=False)
     store.connect()
     try:
-        docs = list(store.query({"name": REPORT_JOB}, sort={"completed_at": 1}, load=True))
+        docs = list(store.query({"name": REPORT_JOB_NAME}, sort={"completed_at": 1}, load=True))
     finally:
         store.close()
     return [d["output"] for d in docs]
@@ -74,15 +73,21 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run a search with jobflow's run_locally on the on-disk store."""
+def _checked_config(path: str):  # noqa: ANN202
+    """Load a configuration and make sure its oracle can be built here, before any job runs."""
     from crysal_flows.config import load_config
     from crysal_flows.labelling.oracles import check_oracle
 
-    config = load_config(args.config)
+    config = load_config(path)
+    check_oracle(config.oracle)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a search with jobflow's run_locally on the on-disk store."""
+    config = _checked_config(args.config)
     if args.store:
         config = config.model_copy(update={"store": args.store})
-    check_oracle(config.oracle)
     _setup_logging(args.verbose)
 
     from jobflow import run_locally
@@ -124,11 +129,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a configuration without running it."""
-    from crysal_flows.config import load_config
-    from crysal_flows.labelling.oracles import check_oracle
-
-    config = load_config(args.config)
-    check_oracle(config.oracle)
+    config = _checked_config(args.config)
     print(f"{args.config}: valid ({config.name}, {config.composition}, pool {config.pool.size}, "
           f"oracle {config.oracle.kind})")
     return 0

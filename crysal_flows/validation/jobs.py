@@ -20,7 +20,10 @@ from crysal_flows.utils import atoms_to_structure, structure_to_atoms
 
 logger = logging.getLogger(__name__)
 
+REPORT_JOB_NAME = "crysal report"
+
 __all__ = [
+    "REPORT_JOB_NAME",
     "OracleRelaxMaker",
     "build_reference",
     "make_report",
@@ -187,5 +190,5 @@ def validate_minima(pool, summary, summary_uuids: list[str], relax_maker: Oracle
     summaries = [StoredOutput(uuid=u) for u in summary_uuids]
     report = make_report([j.output for j in jobs], summaries, run, references,
                          relax_maker.oracle, relax_maker.fmax, started)
-    report.name = "crysal report"
+    report.name = REPORT_JOB_NAME
     return Response(replace=Flow([*jobs, report], output=report.output, name="validation"))
