@@ -33,11 +33,21 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("jobflow").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def _reports(store_path: str) -> list[dict[str, Any]]:
+def _open_store(store_path: str | None):  # noqa: ANN202
+    """The local on-disk store at ``store_path``, or jobflow's configured JobStore if None."""
+    if store_path is None:
+        from jobflow import SETTINGS
+
+        return SETTINGS.JOB_STORE
     from crysal_flows.store import local_store
+
+    return local_store(store_path, create=False)
+
+
+def _reports(store_path: str | None) -> list[dict[str, Any]]:
     from crysal_flows.validation.jobs import REPORT_JOB_NAME
 
-    store = local_store(store_path, create=False)
+    store = _open_store(store_path)
     store.connect()
     try:
         docs = list(store.query({"name": REPORT_JOB_NAME}, sort={"completed_at": 1}, load=True))
@@ -73,13 +83,14 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _checked_config(path: str):  # noqa: ANN202
+def _checked_config(path: str, check_oracle_here: bool = True):  # noqa: ANN202
     """Load a configuration and make sure its oracle can be built here, before any job runs."""
     from crysal_flows.config import load_config
     from crysal_flows.labelling.oracles import check_oracle
 
     config = load_config(path)
-    check_oracle(config.oracle)
+    if check_oracle_here:
+        check_oracle(config.oracle)
     return config
 
 
@@ -112,18 +123,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     """List the runs in a store with their minima."""
-    reports = _reports(args.store)
+    if args.jobstore and args.store:
+        raise LookupError("give either --store (a local store) or --jobstore, not both")
+    store = None if args.jobstore else (args.store or "crysal_store")
+    where = "the JobStore of jobflow's configuration" if store is None else f"store {store}"
+    reports = _reports(store)
     if args.run:
         reports = [r for r in reports if args.run in (r["name"], r["run_id"])]
         if not reports:
-            raise LookupError(f"no finished run named {args.run!r} in store {args.store}")
+            raise LookupError(f"no finished run named {args.run!r} in {where}")
     if args.json:
         print(json.dumps(reports, indent=1, default=str))
         return 0
     if not reports:
-        print(f"no finished runs in store {args.store}")
+        print(f"no finished runs in {where}")
         return 0
     print("\n\n".join(format_report(r) for r in reports))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Build a search's flow and add it to a FireWorks LaunchPad (or write it to a file)."""
+    config = _checked_config(args.config, check_oracle_here=not args.skip_oracle_check)
+    from crysal_flows.submit import submit
+
+    print("crysal: " + submit(config, launchpad=args.launchpad, output=args.output))
     return 0
 
 
@@ -147,10 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
     res = sub.add_parser("results", help="list finished runs and their minima")
-    res.add_argument("--store", default="crysal_store", help="store directory (default: %(default)s)")
+    res.add_argument("--store", help="local store directory (default: crysal_store)")
+    res.add_argument("--jobstore", action="store_true",
+                     help="read jobflow's configured JobStore (JOBFLOW_CONFIG_FILE or "
+                     "~/.jobflow.yaml), e.g. the MongoDB store of FireWorks runs")
     res.add_argument("--run", help="only the run with this name or run id")
     res.add_argument("--json", action="store_true", help="print the reports as JSON")
     res.set_defaults(func=cmd_results)
+    sbm = sub.add_parser("submit", help="add a search to a FireWorks LaunchPad (cluster runs)")
+    sbm.add_argument("config", help="search configuration (YAML)")
+    sbm.add_argument("-l", "--launchpad", help="LaunchPad file (default: FireWorks' own lookup, "
+                     "FW_CONFIG_FILE / my_launchpad.yaml)")
+    sbm.add_argument("-o", "--output", help="write the workflow to this file (for 'lpad add') "
+                     "instead of adding it")
+    sbm.add_argument("--skip-oracle-check", action="store_true",
+                     help="do not check that the oracle can be built on this machine (e.g. a "
+                     "login node without the DFT code)")
+    sbm.set_defaults(func=cmd_submit)
     chk = sub.add_parser("check", help="validate a configuration without running it")
     chk.add_argument("config", help="search configuration (YAML)")
     chk.set_defaults(func=cmd_check)
@@ -167,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, OracleUnavailableError, FileNotFoundError, NotADirectoryError,
-            LookupError) as exc:
+            LookupError, RuntimeError) as exc:
         print(f"crysal: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crysal_flows.mson import MSONModel
 
 __all__ = [
     "AnalysisConfig",
@@ -24,6 +26,7 @@ __all__ = [
     "SelectionConfig",
     "TrainingConfig",
     "ValidationConfig",
+    "WorkersConfig",
     "load_config",
 ]
 
@@ -32,7 +35,7 @@ class ConfigError(ValueError):
     """A search configuration that cannot be run, with a message naming the field and the reason."""
 
 
-class _Strict(BaseModel):
+class _Strict(MSONModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
 
@@ -202,6 +205,21 @@ class OracleConfig(_Strict):
         return self
 
 
+class WorkersConfig(_Strict):
+    """Which FireWorks worker category runs each kind of job (its ``_category``).
+
+    A ``my_fworker_*.yaml`` with ``category: <name>`` pulls only the jobs of that category; a worker
+    without a category pulls every job. Ignored by ``crysal run`` (local runs).
+    """
+
+    ml: str = Field("gpu", min_length=1, description="Ensemble training, ML relaxation shards and "
+                    "selection (which evaluates the ensemble): the GPU worker.")
+    oracle: str = Field("cpu", min_length=1, description="Oracle single points and validation "
+                        "relaxations (DFT): the CPU worker.")
+    driver: str = Field("cpu", min_length=1, description="Light bookkeeping jobs: pool generation, "
+                        "gathering, merging, analysis, fan-out and the report.")
+
+
 class ReferenceStructure(_Strict):
     """A known structure the report checks the found minima against."""
 
@@ -231,6 +249,7 @@ class SearchConfig(_Strict):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     oracle: OracleConfig = Field(default_factory=OracleConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     references: list[ReferenceStructure] = Field(
         default_factory=list, description="Known structures the found minima are matched against."
     )

@@ -31,6 +31,7 @@ from crysal_flows.labelling.jobs import OracleStaticMaker, gather_labels, label_
 from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.refs import StoredOutput
 from crysal_flows.relaxation.jobs import RelaxShardMaker, merge_shards, shard_indices
+from crysal_flows.routing import route
 from crysal_flows.schemas import SearchState
 from crysal_flows.selection.jobs import select_structures
 from crysal_flows.training.jobs import TrainMemberMaker, gather_ensemble
@@ -106,7 +107,7 @@ class CycleMaker(Maker):
         c = state.cycle
         select = select_structures(pool, ensemble, c, cfg.selection, cfg.seed)
         select.name = f"select (cycle {c})"
-        label = label_structures(select.output, self.label_maker, c)
+        label = label_structures(select.output, self.label_maker, c, cfg.workers)
         label.name = f"label (cycle {c})"
         gather = gather_labels(label.output, training_set, c)
         gather.name = f"gather labels (cycle {c})"
@@ -133,6 +134,8 @@ class CycleMaker(Maker):
                                {"pool": merged.uuid, "training_set": gather.uuid,
                                 "ensemble": ens.uuid})
         analyse.name = f"analyse (cycle {c})"
+        route([select, *members, *shards], "ml", cfg.workers)
+        route([label, gather, ens, merged, analyse], "driver", cfg.workers)
         flow = Flow([select, label, gather, *members, ens, *shards, merged, analyse],
                     output=analyse.output, name=f"cycle {c}")
         # jobs load StoredOutput references from the running job's store
@@ -218,8 +221,9 @@ class CycleMaker(Maker):
                 StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=me), next_state.summaries,
                 self.validation_maker, cfg.validation.n_structures,
                 {"run_id": self.run_id, "name": cfg.name, "composition": cfg.composition},
-                cfg.references, self.started,
+                cfg.references, self.started, cfg.workers,
             )
+            route(follow, "driver", cfg.workers)
             follow.name = "validate minima"
             return Response(output=summary, addition=Flow([follow], name="validation"))
         nxt = self.make(StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=uuids["training_set"]),
@@ -246,6 +250,7 @@ class CrystalSearchMaker(Maker):
         pool_maker = self.pool_maker or PoolMaker(config=cfg.pool)
         pool = pool_maker.make(cfg.composition, seed=cfg.seed)
         pool.name = "generate pool"
+        route(pool, "driver", cfg.workers)
         first = cycle_maker.make(pool.output)
         flow = Flow([pool, first], output=first.output,
                     name=f"{self.name}: {cfg.name} ({cfg.composition})")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from crysal_flows.mson import MSONModel
 
 __all__ = ["StoredOutput", "load"]
 
 
-class StoredOutput(BaseModel):
+class StoredOutput(MSONModel):
     """The output of a finished job, or an item of it, to be loaded from the JobStore."""
 
     uuid: str = Field(..., description="UUID of the job whose output this is.")

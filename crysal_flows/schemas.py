@@ -7,6 +7,8 @@ from enum import Enum
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
+from crysal_flows.mson import MSONModel
+
 __all__ = ["Candidate", "CandidateStatus", "SearchState"]
 
 
@@ -50,7 +52,7 @@ class Candidate(BaseModel):
     total_steps: int = Field(0, description="ML relaxation steps over all cycles.")
 
 
-class SearchState(BaseModel):
+class SearchState(MSONModel):
     """The small state carried from one cycle to the next."""
 
     cycle: int = Field(0, ge=0, description="Index of the cycle about to run.")

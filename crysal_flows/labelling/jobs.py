@@ -11,10 +11,11 @@ import numpy as np
 from jobflow import Flow, Maker, OnMissing, Response, job
 from pymatgen.core import Structure
 
-from crysal_flows.config import OracleConfig
+from crysal_flows.config import OracleConfig, WorkersConfig
 from crysal_flows.labelling.oracles import get_calculator, oracle_identity
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
 from crysal_flows.refs import load
+from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
 from crysal_flows.utils import structure_to_atoms
 
@@ -129,7 +130,8 @@ def collect_labels(labels: list[LabelDocument | None]) -> list[LabelDocument | N
 
 
 @job
-def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: int) -> Response:
+def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: int,
+                     workers: WorkersConfig | None = None) -> Response:
     """Fan out: one oracle job per selected structure; replaces itself with them.
 
     Its output becomes the list of label documents (``None`` for a job that did not complete).
@@ -145,5 +147,7 @@ def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: in
         jobs.append(j)
     collect = collect_labels([j.output for j in jobs])
     collect.name = f"collect labels (cycle {cycle})"
+    route(jobs, "oracle", workers)
+    route(collect, "driver", workers)
     return Response(replace=Flow([*jobs, collect], output=collect.output,
                                  name=f"label cycle {cycle}"))

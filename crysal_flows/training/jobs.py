@@ -10,8 +10,8 @@ from jobflow import Maker, OnMissing, job
 
 from crysal_flows.config import TrainingConfig
 from crysal_flows.labelling.schemas import TrainingSetDocument
-from crysal_flows.refs import load
 from crysal_flows.mace_utils import Ensemble, checkpoint_to_model
+from crysal_flows.refs import load
 from crysal_flows.settings import SETTINGS, apply_torch_settings
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
 from crysal_flows.training.train import Frame, train_member

@@ -12,11 +12,12 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from crysal_flows.config import OracleConfig, ReferenceStructure
+from crysal_flows.config import OracleConfig, ReferenceStructure, WorkersConfig
 from crysal_flows.labelling.oracles import get_calculator, oracle_identity
 from crysal_flows.refs import StoredOutput, load
-from crysal_flows.validation.schemas import MinimumDocument, OracleRelaxDocument, ReportDocument
+from crysal_flows.routing import route
 from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+from crysal_flows.validation.schemas import MinimumDocument, OracleRelaxDocument, ReportDocument
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
 @job
 def validate_minima(pool, summary, summary_uuids: list[str], relax_maker: OracleRelaxMaker,
                     n_structures: int, run: dict, references: list[ReferenceStructure],
-                    started: float | None = None) -> Response:
+                    started: float | None = None, workers: WorkersConfig | None = None) -> Response:
     """Fan out: oracle relaxations of the best cluster representatives, then the report."""
     pool, summary = load(pool), load(summary)
     by_index = {c.index: c for c in pool.candidates}
@@ -191,4 +192,6 @@ def validate_minima(pool, summary, summary_uuids: list[str], relax_maker: Oracle
     report = make_report([j.output for j in jobs], summaries, run, references,
                          relax_maker.oracle, relax_maker.fmax, started)
     report.name = REPORT_JOB_NAME
+    route(jobs, "oracle", workers)
+    route(report, "driver", workers)
     return Response(replace=Flow([*jobs, report], output=report.output, name="validation"))

@@ -1,0 +1,199 @@
+"""Integration: a search submitted with ``crysal submit`` runs through FireWorks ``qlaunch`` on a real
+single-node SLURM, with the LaunchPad in FireWorks' mongomock mode (no MongoDB server can run here)
+and an on-disk JobStore. The worker files are the shipped ``fw_configs/`` ones, with only the
+machine-specific lines (paths, queue, GPU request) replaced.
+
+mongomock keeps the whole database in one file that each process reads at start and writes at
+exit, so every FireWorks command here runs strictly one after another: one ``qlaunch``, then its SLURM
+job to the end, then the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FW_CONFIGS = ROOT / "fw_configs"
+
+TINY = {
+    "name": "tiny-fw", "composition": "Si8", "seed": 1,
+    "pool": {"size": 8},
+    "selection": {"n_labels": 3, "n_labels_first": 6},
+    "training": {"n_members": 2, "epochs": 6, "warm_start_epochs": 3},
+    "relaxation": {"max_steps": 20, "n_shards": 1},
+    "analysis": {"min_cycles": 2, "max_cycles": 2},
+    "validation": {"n_structures": 1, "max_steps": 30},
+    "references": [{"label": "diamond",
+                    "bulk": {"name": "Si", "crystalstructure": "diamond", "a": 5.43}}],
+}
+
+
+def _run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM cluster (slurmctld + slurmd + munge), stopped afterwards."""
+    if os.geteuid() != 0:
+        pytest.fail("this integration test starts SLURM daemons and must run as root (as CI does)")
+    base = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_CI_DIR": str(base)}
+    up = subprocess.run(["bash", str(ROOT / ".ci" / "slurm_up.sh")], env=env, capture_output=True,
+                        text=True, timeout=900)
+    assert up.returncode == 0, f"SLURM did not start:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+    yield base
+    subprocess.run(["bash", str(ROOT / ".ci" / "slurm_down.sh")], env=env, capture_output=True,
+                   timeout=120)
+
+
+def _write_configs(work: Path) -> dict:
+    """FireWorks and jobflow files for this machine, derived from the shipped fw_configs/."""
+    (work / "mongomock.json").write_text("{}")
+    (work / "logs").mkdir()
+    fw_config = yaml.safe_load((FW_CONFIGS / "FW_config.yaml").read_text())
+    fw_config.update(CONFIG_FILE_DIR=str(work), RAPIDFIRE_SLEEP_SECS=1,
+                     MONGOMOCK_SERVERSTORE_FILE=str(work / "mongomock.json"))
+    (work / "FW_config.yaml").write_text(yaml.safe_dump(fw_config))
+    # the production launchpad file as shipped: mongomock ignores the mongodb:// host
+    shutil.copy(FW_CONFIGS / "my_launchpad.yaml", work / "my_launchpad.yaml")
+    store = {"type": "MontyStore", "database_path": str(work / "store"),
+             "database_name": "crysal", "storage": "sqlite"}
+    (work / "jobflow.yaml").write_text(yaml.safe_dump({"JOB_STORE": {
+        "docs_store": {**store, "collection_name": "outputs"},
+        "additional_stores": {"data": {**store, "collection_name": "data"}},
+    }}))
+    env = {**os.environ, "FW_CONFIG_FILE": str(work / "FW_config.yaml"),
+           "JOBFLOW_CONFIG_FILE": str(work / "jobflow.yaml"),
+           "MONGOMOCK_SERVERSTORE_FILE": str(work / "mongomock.json"),
+           "CRYSAL_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    for kind in ("gpu", "cpu"):
+        worker = yaml.safe_load((FW_CONFIGS / f"my_fworker_{kind}.yaml").read_text())
+        worker["env"] = {**worker.get("env", {}), "CRYSAL_DEVICE": "cpu"}  # no GPU on this node
+        (work / f"my_fworker_{kind}.yaml").write_text(yaml.safe_dump(worker))
+        qa = yaml.safe_load((FW_CONFIGS / f"my_qadapter_{kind}.yaml").read_text())
+        assert qa["_fw_q_type"] == "SLURM" and qa["_fw_name"] == "CommonAdapter"
+        for key in ("gres", "account", "cpus_per_task"):
+            qa.pop(key, None)
+        # run what is ready for this worker now, then end the SLURM job (so that the next process
+        # can open the single-process mongomock file)
+        qa.update(
+            queue="debug", nodes=1, ntasks=1, walltime="00:30:00", logdir=str(work / "logs"),
+            rocket_launch=f"rlaunch -w {work}/my_fworker_{kind}.yaml -l {work}/my_launchpad.yaml "
+            "rapidfire --nlaunches 0 --max_loops 1 --sleep 1",
+            pre_rocket=f"export FW_CONFIG_FILE={env['FW_CONFIG_FILE']}\n"
+            f"export JOBFLOW_CONFIG_FILE={env['JOBFLOW_CONFIG_FILE']}\n"
+            f"export MONGOMOCK_SERVERSTORE_FILE={env['MONGOMOCK_SERVERSTORE_FILE']}\n"
+            f"export PATH={Path(sys.executable).parent}:$PATH",
+        )
+        (work / f"my_qadapter_{kind}.yaml").write_text(yaml.safe_dump(qa))
+    return env
+
+
+QUERY = """
+import json
+from fireworks import LaunchPad
+lp = LaunchPad.from_file("my_launchpad.yaml")
+rows = []
+for doc in lp.fireworks.find({}, {"fw_id": 1, "name": 1, "state": 1, "spec._category": 1}):
+    launch = lp.launches.find_one({"fw_id": doc["fw_id"]}, sort=[("launch_id", -1)]) or {}
+    rows.append({"name": doc["name"], "state": doc["state"],
+                 "category": doc["spec"].get("_category"),
+                 "worker": (launch.get("fworker") or {}).get("category"),
+                 "host": launch.get("host")})
+print("ROWS" + json.dumps(rows))
+"""
+
+
+def _fireworks(env: dict, work: Path) -> list[dict]:
+    out = _run([sys.executable, "-c", QUERY], env, work)
+    return json.loads(out.split("ROWS", 1)[1].splitlines()[0])
+
+
+def _wait_for_queue(env: dict, work: Path, timeout: float = 900) -> None:
+    t0 = time.time()
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=env).stdout.strip():
+        assert time.time() - t0 < timeout, "SLURM job did not finish"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_submit_qlaunch_slurm_until_completed(slurm, tmp_path):
+    work = tmp_path
+    env = _write_configs(work)
+    env["SLURM_CONF"] = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    today = datetime.now().strftime("%Y-%m-%d")
+    _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
+    out = _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml",
+                "-l", "my_launchpad.yaml"], env, work)
+    assert "added search tiny-fw" in out
+
+    submitted = 0
+    for _ in range(80):
+        progressed = False
+        for kind in ("gpu", "cpu"):
+            out = _run(["qlaunch", "-l", "my_launchpad.yaml", "-w", f"my_fworker_{kind}.yaml",
+                        "-q", f"my_qadapter_{kind}.yaml", "singleshot"], env, work)
+            if "No jobs exist" in out:
+                continue
+            submitted += 1
+            progressed = True
+            _wait_for_queue(env, work)
+        if not progressed:
+            break
+    rows = _fireworks(env, work)
+    states = {r["name"]: r["state"] for r in rows}
+    logs = "\n".join(p.read_text()[-1500:] for p in sorted((work / "logs").glob("*")))
+    assert all(s == "COMPLETED" for s in states.values()), f"{states}\n{logs}"
+    assert submitted >= 4
+
+    # the second cycle was added at run time by cycle 0's analysis, and ran through SLURM too
+    names = set(states)
+    assert any(n.startswith("train member 1/2 (cycle 1)") for n in names)
+    assert any(n.startswith("analyse (cycle 1)") for n in names)
+    assert any(n.startswith("oracle single point") for n in names)
+    assert any(n.startswith("oracle relax") for n in names)
+    # every job ran on a worker of its category: ML jobs on the GPU worker, the rest on the CPU one
+    for r in rows:
+        expected = "gpu" if r["name"].startswith(("select", "train member", "relax shard")) else "cpu"
+        assert r["category"] == expected, r
+        assert r["worker"] == r["category"], r
+
+    # the results query finds the minimum in the JobStore the workers wrote to
+    res = _run([sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env,
+               work)
+    reports = json.loads(res[res.index("["):])
+    assert len(reports) == 1 and reports[0]["name"] == "tiny-fw" and reports[0]["cycles"] == 2
+    assert reports[0]["minima"] and reports[0]["minima"][0]["structure"]["@class"] == "Structure"
+
+    # the FireWorks web GUI serves this workflow (mongomock: it reads the same file)
+    port = 5000 + os.getpid() % 1000
+    gui = subprocess.Popen(["lpad", "-l", "my_launchpad.yaml", "webgui", "-s", "--port", str(port)],
+                           env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import urllib.request
+
+        page = ""
+        for _ in range(60):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/wf/1", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert "crysal search: tiny-fw (Si8)" in page and "analyse (cycle 1)" in page
+    finally:
+        gui.terminate()
+        gui.wait(timeout=30)
