@@ -104,15 +104,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from jobflow import run_locally
 
     from crysal_flows.flows import CrystalSearchMaker, CycleMaker
+    from crysal_flows.resume import find_unfinished, mark, record_run, resume_flow
     from crysal_flows.store import local_store
 
     store = local_store(config.store)
-    cycle_maker = CycleMaker(config=config, started=time.time())
-    flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make()
-    print(f"crysal: search {config.name} ({config.composition}), run {cycle_maker.run_id}, "
-          f"store {Path(config.store).resolve()}", flush=True)
+    unfinished = None if args.new else find_unfinished(config.store, config)
+    where = Path(config.store).resolve()
+    if unfinished is not None:
+        cycle_maker = CycleMaker(config=config, started=unfinished.started,
+                                 run_id=unfinished.run_id)
+        flow, start = resume_flow(store, cycle_maker)
+        print(f"crysal: resuming run {cycle_maker.run_id} of search {config.name} "
+              f"({config.composition}) from {start}; store {where} (--new starts afresh)",
+              flush=True)
+    else:
+        cycle_maker = CycleMaker(config=config, started=time.time())
+        flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make()
+        record_run(config.store, config, cycle_maker.run_id, cycle_maker.started)
+        print(f"crysal: search {config.name} ({config.composition}), run {cycle_maker.run_id}, "
+              f"store {where}", flush=True)
     t0 = time.time()
     run_locally(flow, store=store, ensure_success=True, log=args.verbose)
+    mark(config.store, cycle_maker.run_id, "finished")
     reports = [r for r in _reports(config.store) if r["run_id"] == cycle_maker.run_id]
     if not reports:
         print("crysal: the search finished without a report", file=sys.stderr)
@@ -168,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a search locally (jobflow run_locally, on-disk store)")
     run.add_argument("config", help="search configuration (YAML)")
     run.add_argument("--store", help="store directory (default: the config's 'store')")
+    run.add_argument("--new", action="store_true", help="start a new run even if the store holds "
+                     "an unfinished run of this configuration (default: resume it)")
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
     res = sub.add_parser("results", help="list finished runs and their minima")

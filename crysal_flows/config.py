@@ -263,6 +263,27 @@ class SearchConfig(_Strict):
         parse_composition(value)  # raises ValueError with the reason
         return value
 
+    def _check_packing(self) -> None:
+        """Refuse a pool whose cells cannot hold the atoms at the minimum distance."""
+        from crysal_flows.utils import parse_composition, sphere_volume
+
+        counts = parse_composition(self.composition)
+        p = self.pool
+        # atoms are hard spheres of radius factor * r_cov; the largest cell tried has
+        # volume_factor * (1 + spread) times the reference volume (spheres of r_cov / 0.29)
+        spheres = sphere_volume(counts)
+        largest = spheres / 0.29 * p.volume_factor * (1 + p.volume_spread)
+        fraction = p.min_distance_factor**3 * spheres / largest
+        if fraction > MAX_PACKING_FRACTION:
+            n = sum(counts.values())
+            raise ValueError(
+                f"pool: {n} atoms of {self.composition} cannot be placed "
+                f"pool.min_distance_factor={p.min_distance_factor} times their covalent radii "
+                f"apart in cells of at most {largest:.0f} A^3 (packing fraction {fraction:.2f} > "
+                f"{MAX_PACKING_FRACTION}); lower pool.min_distance_factor or raise "
+                "pool.volume_factor"
+            )
+
     @model_validator(mode="after")
     def _consistent(self) -> SearchConfig:
         n_first = self.selection.n_labels_first or self.selection.n_labels
@@ -275,6 +296,7 @@ class SearchConfig(_Strict):
                 f"analysis.min_cycles ({self.analysis.min_cycles}) exceeds "
                 f"analysis.max_cycles ({self.analysis.max_cycles})"
             )
+        self._check_packing()
         if self.oracle.kind == "stillinger_weber":
             from crysal_flows.utils import parse_composition
 
@@ -285,6 +307,9 @@ class SearchConfig(_Strict):
                     f"{self.composition} has {sorted(elements)}: use 'chgnet' or an 'ase' calculator"
                 )
         return self
+
+
+MAX_PACKING_FRACTION = 0.5
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

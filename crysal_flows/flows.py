@@ -40,7 +40,7 @@ from crysal_flows.validation.jobs import OracleRelaxMaker, space_group, validate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrystalSearchMaker", "CycleMaker"]
+__all__ = ["CrystalSearchMaker", "CycleMaker", "tag_run"]
 
 
 @dataclass
@@ -216,20 +216,36 @@ class CycleMaker(Maker):
             "n_failed_labels": training_set.n_failed_total,
             "history": [*state.history, top], "summaries": [*state.summaries, me],
         })
-        if converged or c + 1 >= an.max_cycles:
+        stop = converged or c + 1 >= an.max_cycles
+        summary.stop = stop
+        summary.resume = {**uuids, "analyse": me, "n_members": len(ensemble.members),
+                          "next_state": next_state.model_dump(mode="json")}
+        return Response(output=summary,
+                        addition=self.follow_up(uuids, next_state, stop, len(ensemble.members)))
+
+    def follow_up(self, uuids: dict[str, str], next_state: SearchState, stop: bool,
+                  n_members: int) -> Flow:
+        """The flow after a finished cycle: the next cycle, or validation and the report.
+
+        ``uuids`` holds the finished cycle's ``pool``, ``training_set`` and ``ensemble`` job UUIDs;
+        the analysis job calls this, and so does a resumed run (``crysal_flows.resume``).
+        """
+        cfg = self.config
+        if stop:
             follow = validate_minima(
-                StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=me), next_state.summaries,
-                self.validation_maker, cfg.validation.n_structures,
+                StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=next_state.summaries[-1]),
+                next_state.summaries, self.validation_maker, cfg.validation.n_structures,
                 {"run_id": self.run_id, "name": cfg.name, "composition": cfg.composition},
                 cfg.references, self.started, cfg.workers,
             )
             route(follow, "driver", cfg.workers)
             follow.name = "validate minima"
-            return Response(output=summary, addition=Flow([follow], name="validation"))
-        nxt = self.make(StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=uuids["training_set"]),
-                        StoredOutput(uuid=uuids["ensemble"]), next_state,
-                        n_previous_members=len(ensemble.members))
-        return Response(output=summary, addition=nxt)
+            flow = Flow([follow], name="validation")
+            flow.update_config({"expose_store": True}, dynamic=True)
+            return flow
+        return self.make(StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=uuids["training_set"]),
+                         StoredOutput(uuid=uuids["ensemble"]), next_state,
+                         n_previous_members=n_members)
 
 
 @dataclass
@@ -255,4 +271,10 @@ class CrystalSearchMaker(Maker):
         flow = Flow([pool, first], output=first.output,
                     name=f"{self.name}: {cfg.name} ({cfg.composition})")
         flow.update_config({"expose_store": True}, dynamic=True)
+        tag_run(flow, cycle_maker.run_id)
         return flow
+
+
+def tag_run(flow: Flow, run_id: str) -> None:
+    """Put the run id in every job's metadata, also of jobs added at run time."""
+    flow.update_metadata({"crysal_run": run_id}, dynamic=True)

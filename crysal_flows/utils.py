@@ -12,6 +12,7 @@ __all__ = [
     "fingerprint",
     "parse_composition",
     "reference_volume",
+    "sphere_volume",
     "structure_to_atoms",
 ]
 
@@ -47,15 +48,19 @@ def parse_composition(formula: str) -> dict[str, int]:
     return counts
 
 
+def sphere_volume(counts: dict[str, int]) -> float:
+    """Summed volume (A^3) of covalent-radius spheres of the atoms in ``counts``."""
+    return float(sum(n * 4.0 / 3.0 * np.pi * covalent_radii[atomic_numbers[el]] ** 3
+                     for el, n in counts.items()))
+
+
 def reference_volume(counts: dict[str, int]) -> float:
     """Estimate a cell volume (A^3) from covalent-radius spheres at a typical packing fraction.
 
     A packing fraction of 0.29 gives 19.8 A^3/atom for Si (diamond: 20.0); ``pool.volume_factor``
     corrects it for other chemistries.
     """
-    spheres = sum(n * 4.0 / 3.0 * np.pi * covalent_radii[atomic_numbers[el]] ** 3
-                  for el, n in counts.items())
-    return float(spheres / 0.29)
+    return sphere_volume(counts) / 0.29
 
 
 def structure_to_atoms(structure: Structure) -> Atoms:

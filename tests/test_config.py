@@ -29,6 +29,13 @@ def test_examples_are_valid(path):
         ({"composition": "Na4Cl4"}, "silicon potential"),
         ({"oracle": {"kind": "ase"}}, "calculator"),
         ({"analysis": {"min_cycles": 5, "max_cycles": 2}}, "min_cycles"),
+        ({"pool": {"volume_factor": 0.3, "min_distance_factor": 1.5}}, "cannot be placed"),
+        ({"composition": "Si-4"}, "composition"),
+        ({"relaxation": {"fmax": -0.1}}, "relaxation.fmax"),
+        ({"relaxation": {"uncertainty_ratio": float("nan")}}, "relaxation.uncertainty_ratio: Input should be a finite number"),
+        ({"training": {"n_members": 1}}, "training.n_members"),
+        ({"selection": {"n_labels": 0}}, "selection.n_labels"),
+        ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_input_names_field(update, message):

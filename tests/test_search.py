@@ -81,3 +81,78 @@ def test_cli_errors_are_clear(tmp_path):
     out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
                           str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert out.returncode == 2 and "no store" in out.stderr
+
+
+def test_cli_refuses_before_any_job(tmp_path):
+    """An oracle whose code is missing, or a store path that is a file: exit 2, nothing written."""
+    import yaml
+
+    store = tmp_path / "store"
+    cfg = tmp_path / "missing.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "store": str(store), "oracle": {
+        "kind": "ase", "calculator": "no_such_dft_code.calculator:DFT"}}))
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "no_such_dft_code" in out.stderr
+    assert not store.exists()
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "submit", str(cfg), "-o",
+                          str(tmp_path / "wf.yaml")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no_such_dft_code" in out.stderr
+    assert not (tmp_path / "wf.yaml").exists()
+    # a store path that is a file
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    cfg.write_text(yaml.safe_dump({**TINY, "store": str(blocker)}))
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "not a directory" in out.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
+    """SIGKILL during cycle 1, then the same command again: the run goes on from the store."""
+    import signal
+
+    import yaml
+
+    from crysal_flows.store import local_store
+
+    store = tmp_path / "store"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 3, "max_cycles": 3},
+                                   "store": str(store)}))
+    cmd = [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "cycle 1: member 1" in line:  # cycle 1's labels are in the store, its training runs
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
+
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resuming run" in run.stdout and "from cycle 1" in run.stdout
+    res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
+                          str(store), "--json"], capture_output=True, text=True)
+    reports = json.loads(res.stdout)
+    assert len(reports) == 1 and reports[0]["cycles"] == 3
+    # 8 labels in cycle 0, 4 in each later cycle: none lost, none computed twice
+    assert reports[0]["oracle_single_points"] == 16
+
+    js = local_store(store, create=False)
+    js.connect()
+    last = max(js.query({"name": {"$regex": "^gather labels"}}, load=True),
+               key=lambda d: d["output"]["cycle"])["output"]
+    keys = [lab["key"] for lab in last["labels"]]
+    assert len(keys) == len(set(keys)), "a label is in the training set twice"
+    reused = [lab for lab in last["labels"] if lab["reused"]]
+    # cycle 1's labels were computed before the kill and reused after it
+    assert reused and all(lab["cycle"] == 1 for lab in reused)
+    n_cycle1 = sum(lab["cycle"] == 1 for lab in last["labels"])
+    assert len(reused) == n_cycle1
+    singles = list(js.query({"name": {"$regex": "^oracle single point"},
+                             "output.cycle": 1, "output.reused": False}))
+    assert len(singles) == 4  # each of cycle 1's oracle calls ran once, before the kill

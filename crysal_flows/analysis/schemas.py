@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 __all__ = ["ClusterDocument", "CycleSummary"]
@@ -44,3 +46,8 @@ class CycleSummary(BaseModel):
     )
     converged: bool = Field(..., description="Whether the stopping criterion was met.")
     decision: str = Field(..., description="Why the search goes on or stops.")
+    stop: bool = Field(False, description="Whether the search stops after this cycle (converged or "
+                       "max_cycles) and goes on to validation.")
+    resume: dict[str, Any] = Field(
+        default_factory=dict, description="What a resumed run needs to go on after this cycle: "
+        "UUIDs of the cycle's pool, training set and ensemble jobs, and the next state.")

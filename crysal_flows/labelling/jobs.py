@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -30,10 +31,43 @@ __all__ = [
 ]
 
 
+def label_key(structure: Structure, identity: str, max_force: float) -> str:
+    """Hash of a single point: the structure (to 1e-6 A), the oracle identity and the force cap."""
+    h = hashlib.sha256()
+    h.update(np.asarray([site.specie.Z for site in structure], dtype=np.int64).tobytes())
+    h.update(np.round(structure.cart_coords, 6).tobytes())
+    h.update(np.round(structure.lattice.matrix, 6).tobytes())
+    h.update(f"{identity}|{max_force}".encode())
+    return h.hexdigest()[:32]
+
+
+def _cached_label(key: str) -> LabelDocument | None:
+    """A successful label with this key made earlier by the same run, if the store has one."""
+    from jobflow import CURRENT_JOB
+
+    store = CURRENT_JOB.store
+    run = (CURRENT_JOB.job.metadata or {}).get("crysal_run") if CURRENT_JOB.job else None
+    if store is None or not run:
+        return None
+    doc = store.query_one({"output.key": key, "output.success": True, "metadata.crysal_run": run},
+                          properties=["output"], load=False)
+    return None if doc is None else LabelDocument.model_validate(
+        {k: v for k, v in doc["output"].items() if not k.startswith("@")})
+
+
 def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 50.0,
-                 **meta) -> LabelDocument:
-    """Run one oracle single point; any failure is recorded in the document, never raised."""
+                 reuse: bool = True, **meta) -> LabelDocument:
+    """Run one oracle single point; any failure is recorded in the document, never raised.
+
+    With ``reuse``, a successful label of the same key already in the store (a run resumed after
+    a crash) is returned instead of calling the oracle again; failed labels are tried again.
+    """
     identity = oracle_identity(oracle)
+    key = label_key(structure, identity, max_force)
+    meta["key"] = key
+    if reuse and (cached := _cached_label(key)) is not None:
+        logger.info("label %s reused from the store (same structure and oracle)", key[:8])
+        return cached.model_copy(update={**meta, "reused": True})
     t0 = time.perf_counter()
     try:
         atoms = structure_to_atoms(structure)
@@ -94,6 +128,7 @@ def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetD
     oracle = previous.oracle if previous else None
     failures: list[str] = []
     errors_pred: list[float] = []
+    keys = {lab.key for lab in labels if lab.key}
     for label in new_labels:
         if label is None:
             failures.append("label job did not complete")
@@ -104,8 +139,12 @@ def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetD
         if oracle is not None and label.oracle != oracle:
             failures.append(f"label from oracle {label.oracle!r} refused: training set is {oracle!r}")
             continue
+        if label.key and label.key in keys:
+            failures.append("duplicate of a label already in the training set")
+            continue
         oracle = label.oracle
         labels.append(label)
+        keys.add(label.key)
         if (label.reason == "score" and label.predicted_energy_per_atom is not None
                 and label.energy_per_atom is not None):
             errors_pred.append(abs(label.predicted_energy_per_atom - label.energy_per_atom))

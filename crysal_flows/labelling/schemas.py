@@ -30,6 +30,10 @@ class LabelDocument(BaseModel):
         None, description="Ensemble spread of that prediction, eV/atom."
     )
     seconds: float = Field(0.0, description="Wall time of the oracle call.")
+    key: str = Field("", description="Hash of structure, oracle and settings: equal keys are the "
+                     "same calculation, so a label is never computed or trained on twice.")
+    reused: bool = Field(False, description="Taken from an earlier identical calculation in the "
+                         "store (e.g. after a resumed run) instead of calling the oracle again.")
 
     @property
     def energy_per_atom(self) -> float | None:

@@ -1,0 +1,131 @@
+"""Resuming a local run after a crash: nothing computed is lost, nothing is labelled twice.
+
+``crysal run CONFIG`` records each run in the store's ``runs`` collection with a hash of its
+configuration. Run again after the process died (killed, out of memory, node rebooted), it finds
+the unfinished run of the same configuration and builds the rest of its flow from the store:
+
+- after the last finished cycle: the next cycle (or validation) from that cycle's stored pool,
+  training set and ensemble (``CycleSummary.resume``), exactly as its analysis job would have;
+- before any cycle finished: cycle 0 from the stored pool, or the whole search.
+
+The interrupted cycle runs again. Its selection is deterministic (seeded by the search seed and the
+cycle), so it picks the same structures, and each oracle job first looks in the store for a
+successful label of the same run with the same key (structure, oracle, settings): labels computed
+before the crash are reused, not recomputed or duplicated. Training and ML relaxation, which cost no
+oracle calls, are redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobflow import Flow, JobStore
+
+from crysal_flows.config import SearchConfig
+from crysal_flows.refs import StoredOutput
+from crysal_flows.schemas import SearchState
+
+__all__ = ["RunRecord", "config_hash", "find_unfinished", "mark", "record_run", "resume_flow"]
+
+
+def config_hash(config: SearchConfig) -> str:
+    """Hash of everything in a configuration that changes results (not the store path)."""
+    data = config.model_dump(mode="json", exclude={"store"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunRecord:
+    """A local run as recorded in the store's ``runs`` collection."""
+
+    run_id: str
+    name: str
+    config_hash: str
+    started: float
+    status: str  # running | finished
+
+
+def _runs(path: str | Path):  # noqa: ANN202
+    from maggma.stores import MontyStore
+
+    return MontyStore("runs", database_path=str(Path(path).expanduser().resolve()),
+                      database_name="crysal", storage="sqlite", key="run_id")
+
+
+def record_run(path: str | Path, config: SearchConfig, run_id: str, started: float) -> None:
+    """Record a new run as running."""
+    runs = _runs(path)
+    runs.connect()
+    try:
+        runs.update([{"run_id": run_id, "name": config.name, "config_hash": config_hash(config),
+                      "started": started, "status": "running", "updated": time.time()}])
+    finally:
+        runs.close()
+
+
+def mark(path: str | Path, run_id: str, status: str) -> None:
+    """Set a run's status."""
+    runs = _runs(path)
+    runs.connect()
+    try:
+        doc = runs.query_one({"run_id": run_id})
+        if doc is not None:
+            doc.pop("_id", None)
+            runs.update([{**doc, "status": status, "updated": time.time()}])
+    finally:
+        runs.close()
+
+
+def find_unfinished(path: str | Path, config: SearchConfig) -> RunRecord | None:
+    """The latest unfinished run of this configuration in the store, if any."""
+    runs = _runs(path)
+    runs.connect()
+    try:
+        docs = list(runs.query({"config_hash": config_hash(config), "status": "running"},
+                               sort={"started": -1}))
+    finally:
+        runs.close()
+    if not docs:
+        return None
+    d = docs[0]
+    return RunRecord(d["run_id"], d["name"], d["config_hash"], d["started"], d["status"])
+
+
+def _outputs(store: JobStore, run_id: str, name_regex: str) -> list[dict[str, Any]]:
+    return list(store.query({"metadata.crysal_run": run_id, "name": {"$regex": name_regex}},
+                            properties=["uuid", "output", "name", "completed_at"], load=False))
+
+
+def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None) -> tuple[Flow, str]:
+    """The remaining flow of ``cycle_maker.run_id`` and a sentence saying where it resumes.
+
+    ``cycle_maker`` must carry the run's id and configuration.
+    """
+    from crysal_flows.flows import CrystalSearchMaker, tag_run
+
+    run_id, cfg = cycle_maker.run_id, cycle_maker.config
+    store.connect()
+    summaries = [d for d in _outputs(store, run_id, "^analyse") if d["output"].get("resume")]
+    pools = _outputs(store, run_id, "^generate pool")
+    if summaries:
+        last = max(summaries, key=lambda d: d["output"]["cycle"])["output"]
+        info = last["resume"]
+        state = SearchState.model_validate(info["next_state"])
+        flow = cycle_maker.follow_up(info, state, last["stop"], info["n_members"])
+        where = ("validation" if last["stop"] else f"cycle {state.cycle}") + \
+            f" (after cycle {last['cycle']}, {last['oracle_single_points']} labels so far)"
+    elif pools:
+        flow = cycle_maker.make(StoredOutput(uuid=pools[0]["uuid"]))
+        where = "cycle 0 (the pool was generated)"
+    else:
+        flow = CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker,
+                                  pool_maker=pool_maker).make()
+        where = "the start (nothing was stored)"
+    flow.update_config({"expose_store": True}, dynamic=True)
+    tag_run(flow, run_id)
+    return flow, where
