@@ -23,7 +23,7 @@ import numpy as np
 from jobflow import Flow, Maker, OutputReference, Response, job
 
 from crysal_flows.analysis.clustering import cluster_low_energy
-from crysal_flows.analysis.schemas import ClusterDocument, CycleSummary
+from crysal_flows.analysis.schemas import MAX_STORED_ENERGIES, ClusterDocument, CycleSummary
 from crysal_flows.config import SearchConfig
 from crysal_flows.generation.jobs import PoolMaker
 from crysal_flows.generation.schemas import PoolDocument
@@ -199,7 +199,10 @@ class CycleMaker(Maker):
             best_energy_per_atom=energies[0] if energies else None, status_counts=counts,
             sigma_force_median=float(np.median(sig)) if sig else None,
             sigma_force_p90=float(np.percentile(sig, 90)) if sig else None,
-            energies=energies, clusters=cluster_docs, top_energy_change=change,
+            energies=energies[:MAX_STORED_ENERGIES], n_finite=len(energies),
+            energy_quantiles={str(q): float(np.percentile(energies, q))
+                              for q in (0, 5, 25, 50, 75, 95, 100)} if energies else {},
+            clusters=cluster_docs, top_energy_change=change,
             converged=converged, decision=decision,
         )
         best = "n/a" if summary.best_energy_per_atom is None else f"{summary.best_energy_per_atom:.4f}"

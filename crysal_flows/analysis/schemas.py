@@ -20,6 +20,9 @@ class ClusterDocument(BaseModel):
     space_group: str = Field(..., description="Space group of the representative (tol 0.1 A).")
 
 
+MAX_STORED_ENERGIES = 1000
+
+
 class CycleSummary(BaseModel):
     """What one active-learning cycle did and found."""
 
@@ -39,7 +42,13 @@ class CycleSummary(BaseModel):
     status_counts: dict[str, int] = Field(..., description="Candidates per relaxation stop status.")
     sigma_force_median: float | None = Field(None, description="Median force spread, eV/A.")
     sigma_force_p90: float | None = Field(None, description="90th percentile force spread, eV/A.")
-    energies: list[float] = Field(..., description="Pool energies per atom (finite ones), sorted.")
+    energies: list[float] = Field(
+        ..., description=f"The lowest {MAX_STORED_ENERGIES} pool energies per atom (finite ones), "
+        "sorted; the summary stays small whatever the pool size.")
+    energy_quantiles: dict[str, float] = Field(
+        default_factory=dict, description="Pool energy per atom at the 0, 5, 25, 50, 75, 95 and 100th "
+        "percentiles, eV/atom.")
+    n_finite: int = Field(0, description="Candidates with a finite energy.")
     clusters: list[ClusterDocument] = Field(..., description="Low-energy clusters, best first.")
     top_energy_change: float | None = Field(
         None, description="Largest change of the top clusters' energies since the last cycle."
