@@ -81,7 +81,6 @@ def _write_configs(work: Path) -> dict:
            "CRYSAL_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     for kind in ("gpu", "cpu"):
         worker = yaml.safe_load((FW_CONFIGS / f"my_fworker_{kind}.yaml").read_text())
-        worker["env"] = {**worker.get("env", {}), "CRYSAL_DEVICE": "cpu"}  # no GPU on this node
         (work / f"my_fworker_{kind}.yaml").write_text(yaml.safe_dump(worker))
         qa = yaml.safe_load((FW_CONFIGS / f"my_qadapter_{kind}.yaml").read_text())
         assert qa["_fw_q_type"] == "SLURM" and qa["_fw_name"] == "CommonAdapter"
@@ -96,7 +95,8 @@ def _write_configs(work: Path) -> dict:
             pre_rocket=f"export FW_CONFIG_FILE={env['FW_CONFIG_FILE']}\n"
             f"export JOBFLOW_CONFIG_FILE={env['JOBFLOW_CONFIG_FILE']}\n"
             f"export MONGOMOCK_SERVERSTORE_FILE={env['MONGOMOCK_SERVERSTORE_FILE']}\n"
-            f"export PATH={Path(sys.executable).parent}:$PATH",
+            f"export PATH={Path(sys.executable).parent}:$PATH\n"
+            "export CRYSAL_DEVICE=cpu",  # no GPU on this node
         )
         (work / f"my_qadapter_{kind}.yaml").write_text(yaml.safe_dump(qa))
     return env
