@@ -75,24 +75,19 @@ def main() -> None:
     cfg = RelaxationConfig(max_steps=args.max_steps, uncertainty_floor=1e3, uncertainty_ratio=1e3,
                            batch_size=args.batch_size)
 
-    t0 = time.perf_counter()
-    rb = relax_batched(atoms, ens, cfg, pool.reference_volume)
-    tb = time.perf_counter() - t0
-    steps_b = sum(r.steps for r in rb)
-    print(f"\nbatched (batch {args.batch_size}, {args.device}): {tb:.1f} s, "
-          f"{len(atoms) / tb:.2f} candidates/s, {steps_b / tb:.0f} candidate-steps/s")
+    def timed(label: str, relax):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        results = relax(atoms, ens, cfg, pool.reference_volume)
+        seconds = time.perf_counter() - t0
+        steps = sum(r.steps for r in results)
+        print(f"{label}: {seconds:.1f} s, {len(atoms) / seconds:.2f} candidates/s, "
+              f"{steps / seconds:.0f} candidate-steps/s")
+        return results, seconds
+
+    rb, tb = timed(f"\nbatched (batch {args.batch_size}, {args.device})", relax_batched)
     if args.skip_ase:
         return
-    if args.device != "cpu":
-        ens_ase = ens
-    else:
-        ens_ase = Ensemble.from_checkpoints(checkpoints, device="cpu")
-    t0 = time.perf_counter()
-    ra = relax_ase(atoms, ens_ase, cfg, pool.reference_volume)
-    ta = time.perf_counter() - t0
-    steps_a = sum(r.steps for r in ra)
-    print(f"ASE one at a time ({args.device}): {ta:.1f} s, {len(atoms) / ta:.2f} candidates/s, "
-          f"{steps_a / ta:.0f} candidate-steps/s")
+    ra, ta = timed(f"ASE one at a time ({args.device})", relax_ase)
     print(f"speed-up batched / ASE: {ta / tb:.1f}x (candidates per second)")
 
     n_at = len(atoms[0])

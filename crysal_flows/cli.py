@@ -215,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from crysal_flows.config import ConfigError
     from crysal_flows.labelling.oracles import OracleUnavailableError
+    from crysal_flows.submit import SubmitError
 
     try:
         return args.func(args)
     except (ConfigError, OracleUnavailableError, FileNotFoundError, NotADirectoryError,
-            LookupError, RuntimeError) as exc:
+            LookupError, SubmitError) as exc:
         print(f"crysal: error: {exc}", file=sys.stderr)
         return 2
 

@@ -221,7 +221,7 @@ class CycleMaker(Maker):
         })
         stop = converged or c + 1 >= an.max_cycles
         summary.stop = stop
-        summary.resume = {**uuids, "analyse": me, "n_members": len(ensemble.members),
+        summary.resume = {**uuids, "n_members": len(ensemble.members),
                           "next_state": next_state.model_dump(mode="json")}
         return Response(output=summary,
                         addition=self.follow_up(uuids, next_state, stop, len(ensemble.members)))

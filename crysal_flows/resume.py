@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from jobflow import Flow, JobStore
 from crysal_flows.config import SearchConfig
 from crysal_flows.refs import StoredOutput
 from crysal_flows.schemas import SearchState
+from crysal_flows.store import local_collection
 
 __all__ = ["RunRecord", "config_hash", "find_unfinished", "mark", "record_run", "resume_flow"]
 
@@ -50,49 +53,40 @@ class RunRecord:
     status: str  # running | finished
 
 
-def _runs(path: str | Path):  # noqa: ANN202
-    from maggma.stores import MontyStore
-
-    return MontyStore("runs", database_path=str(Path(path).expanduser().resolve()),
-                      database_name="crysal", storage="sqlite", key="run_id")
+@contextmanager
+def _runs(path: str | Path) -> Iterator:
+    """The store's ``runs`` collection, connected."""
+    runs = local_collection(path, "runs", key="run_id")
+    runs.connect()
+    try:
+        yield runs
+    finally:
+        runs.close()
 
 
 def record_run(path: str | Path, config: SearchConfig, run_id: str, started: float) -> None:
     """Record a new run as running."""
-    runs = _runs(path)
-    runs.connect()
-    try:
+    with _runs(path) as runs:
         runs.update([{"run_id": run_id, "name": config.name, "config_hash": config_hash(config),
                       "started": started, "status": "running", "updated": time.time()}])
-    finally:
-        runs.close()
 
 
 def mark(path: str | Path, run_id: str, status: str) -> None:
     """Set a run's status."""
-    runs = _runs(path)
-    runs.connect()
-    try:
+    with _runs(path) as runs:
         doc = runs.query_one({"run_id": run_id})
         if doc is not None:
             doc.pop("_id", None)
             runs.update([{**doc, "status": status, "updated": time.time()}])
-    finally:
-        runs.close()
 
 
 def find_unfinished(path: str | Path, config: SearchConfig) -> RunRecord | None:
     """The latest unfinished run of this configuration in the store, if any."""
-    runs = _runs(path)
-    runs.connect()
-    try:
-        docs = list(runs.query({"config_hash": config_hash(config), "status": "running"},
-                               sort={"started": -1}))
-    finally:
-        runs.close()
-    if not docs:
+    with _runs(path) as runs:
+        d = runs.query_one({"config_hash": config_hash(config), "status": "running"},
+                           sort={"started": -1})
+    if d is None:
         return None
-    d = docs[0]
     return RunRecord(d["run_id"], d["name"], d["config_hash"], d["started"], d["status"])
 
 
@@ -122,10 +116,8 @@ def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None) -> tu
     elif pools:
         flow = cycle_maker.make(StoredOutput(uuid=pools[0]["uuid"]))
         where = "cycle 0 (the pool was generated)"
-    else:
-        flow = CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker,
-                                  pool_maker=pool_maker).make()
-        where = "the start (nothing was stored)"
-    flow.update_config({"expose_store": True}, dynamic=True)
-    tag_run(flow, run_id)
+    else:  # tagged with the run id already
+        return (CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker,
+                                   pool_maker=pool_maker).make(), "the start (nothing was stored)")
+    tag_run(flow, run_id)  # cycle and validation flows come with expose_store set
     return flow, where

@@ -8,7 +8,11 @@ from typing import Any
 
 from crysal_flows.config import SearchConfig
 
-__all__ = ["build_workflow", "submit"]
+__all__ = ["SubmitError", "build_workflow", "submit"]
+
+
+class SubmitError(RuntimeError):
+    """The LaunchPad cannot take the workflow (e.g. a database that was never initialised)."""
 
 
 def build_workflow(config: SearchConfig) -> tuple[Any, str]:
@@ -65,7 +69,7 @@ def submit(config: SearchConfig, launchpad: str | Path | None = None,
         ids = lpad.add_wf(wf)
     except ValueError as exc:
         if "Could not get next FW id" in str(exc):
-            raise RuntimeError("the LaunchPad database is not initialised: run 'lpad reset' once "
+            raise SubmitError("the LaunchPad database is not initialised: run 'lpad reset' once "
                                "on a new database") from None
         raise
     return (f"added search {config.name} (run {run_id}) to the LaunchPad: {len(ids)} initial "

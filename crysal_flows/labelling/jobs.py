@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from jobflow import Flow, Maker, OnMissing, Response, job
+from monty.json import MontyDecoder
 from pymatgen.core import Structure
 
 from crysal_flows.config import OracleConfig, WorkersConfig
@@ -51,8 +52,7 @@ def _cached_label(key: str) -> LabelDocument | None:
         return None
     doc = store.query_one({"output.key": key, "output.success": True, "metadata.crysal_run": run},
                           properties=["output"], load=False)
-    return None if doc is None else LabelDocument.model_validate(
-        {k: v for k, v in doc["output"].items() if not k.startswith("@")})
+    return None if doc is None else MontyDecoder().process_decoded(doc["output"])
 
 
 def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 50.0,
