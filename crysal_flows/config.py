@@ -104,6 +104,11 @@ class TrainingConfig(_Strict):
     epochs: int = Field(100, gt=0, description="Epochs when training from scratch.")
     warm_start: bool = Field(True, description="Start later cycles from the previous cycle's members.")
     warm_start_epochs: int = Field(40, gt=0, description="Epochs when warm-starting.")
+    min_steps: int = Field(
+        600, ge=0, description="At least this many optimiser steps when training from scratch (half "
+        "as many when warm-starting): small training sets get more epochs, since a few dozen steps "
+        "leave the models far from fitting their labels."
+    )
     batch_size: int = Field(4, gt=0, description="Structures per optimiser step.")
     learning_rate: float = Field(0.01, gt=0, le=1, description="Adam learning rate.")
     energy_weight: float = Field(100.0, ge=0, description="Loss weight of (E/atom)^2 errors.")
@@ -119,8 +124,10 @@ class TrainingConfig(_Strict):
         50.0, gt=0, description="Labels with any force component above this (eV/A) are rejected."
     )
     max_energy_above_min: float = Field(
-        3.0, gt=0, description="Labels more than this many eV/atom above the lowest label are not "
-        "trained on (collapsed or exploded cells would dominate the loss)."
+        3.0, gt=0, description="Labels more than this many eV/atom above the lowest label are "
+        "trained as lower bounds: the model is only penalised for predicting them below that "
+        "level, and their forces and stress are not fitted (collapsed or exploded cells would "
+        "dominate the loss, yet the models must learn that such regions are high in energy)."
     )
     pair_repulsion: bool = Field(
         True, description="Add MACE's ZBL pair repulsion, so that models never pull atoms together."

@@ -29,7 +29,7 @@ TINY = {
     "name": "tiny-fw", "composition": "Si8", "seed": 1,
     "pool": {"size": 8},
     "selection": {"n_labels": 3, "n_labels_first": 6},
-    "training": {"n_members": 2, "epochs": 6, "warm_start_epochs": 3},
+    "training": {"n_members": 2, "epochs": 6, "warm_start_epochs": 3, "min_steps": 0},
     "relaxation": {"max_steps": 20, "n_shards": 1},
     "analysis": {"min_cycles": 2, "max_cycles": 2},
     "validation": {"n_structures": 1, "max_steps": 30},

@@ -71,3 +71,44 @@ def test_diverging_model_marks_candidate_failed(si_frames):
     atoms = [structure_to_atoms(c.structure) for c in pool.candidates[:2]]
     out = relax_batched(atoms, Broken(), RelaxationConfig(), pool.reference_volume)
     assert all(o.status == CandidateStatus.FAILED for o in out)
+
+
+def test_labels_far_above_the_lowest_teach_a_lower_bound(si_frames):
+    """A collapsed cell labelled far above the rest is trained as 'at least this high'.
+
+    Dropping such labels (as before) let the models keep predicting deep false minima at collapsed
+    densities, which the search then relaxed into cycle after cycle.
+    """
+    from dataclasses import replace
+
+    from crysal_flows.config import OracleConfig, TrainingConfig
+    from crysal_flows.labelling.jobs import single_point
+    from crysal_flows.mace_utils import Ensemble
+    from crysal_flows.training.train import Frame, train_member
+    from crysal_flows.utils import atoms_to_structure
+
+    pool, frames = si_frames
+    atoms = structure_to_atoms(pool.candidates[0].structure)
+    atoms.set_cell(atoms.cell * 0.75, scale_atoms=True)  # 42% of the volume
+    label = single_point(atoms_to_structure(atoms), OracleConfig(), max_force=1e9, cycle=0)
+    collapsed = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array,
+                      energy=label.energy, forces=np.asarray(label.forces),
+                      stress=np.asarray(label.stress))
+    lowest = min(f.energy / len(f.numbers) for f in frames)
+    cfg = TrainingConfig(epochs=1, min_steps=150, channels=8, validation_fraction=0.0,
+                         outlier_sigma=1e9)
+    assert collapsed.energy / len(atoms) > lowest + cfg.max_energy_above_min + 5  # far above
+    copies = [replace(collapsed) for _ in range(3)]
+
+    def predicted(train_frames):
+        members = [train_member(train_frames, cfg, seed=s) for s in (0, 1)]
+        ens = Ensemble.from_checkpoints([(r.checkpoint, r.sha256) for r in members])
+        return float(ens.predict([atoms]).mean_energy[0]) / len(atoms), members[0]
+
+    with_bound, result = predicted([*frames, *copies])
+    without, _ = predicted(frames)
+    # the lower bound lifts the prediction above the ceiling, well above where the models put the
+    # collapsed cell without it, and the in-window labels are still fitted
+    assert with_bound > lowest + cfg.max_energy_above_min
+    assert with_bound > without + 0.5
+    assert result.train_rmse_energy < np.std([f.energy / len(f.numbers) for f in frames])

@@ -78,22 +78,27 @@ def _atomic_energies(frames: Sequence[Frame], z_table: list[int]) -> np.ndarray:
     return e0
 
 
-def _targets(frames: Sequence[Frame]) -> list[dict[str, torch.Tensor]]:
-    return [
-        {
-            "energy": torch.tensor([f.energy], dtype=DTYPE),
+def _targets(frames: Sequence[Frame], ceiling: float) -> list[dict[str, torch.Tensor]]:
+    """Training targets; a frame above ``ceiling`` (eV/atom) becomes a lower bound at ``ceiling``."""
+    out = []
+    for f in frames:
+        n = len(f.numbers)
+        bound = f.energy / n > ceiling
+        out.append({
+            "energy": torch.tensor([ceiling * n if bound else f.energy], dtype=DTYPE),
             "forces": torch.tensor(f.forces, dtype=DTYPE),
             "stress": torch.tensor(np.asarray(f.stress).reshape(1, 3, 3), dtype=DTYPE),
-            "n_atoms": torch.tensor([len(f.numbers)], dtype=DTYPE),
-        }
-        for f in frames
-    ]
+            "n_atoms": torch.tensor([n], dtype=DTYPE),
+            "bound": torch.tensor([bound], dtype=torch.bool),
+        })
+    return out
 
 
 def _evaluate(model: torch.nn.Module, graphs: list[dict], targets: list[dict],
               idx: Sequence[int], batch_size: int) -> tuple[float, float]:
-    """RMSE of energy per atom and of force components on frames ``idx``."""
+    """RMSE of energy per atom and of force components on frames ``idx`` (lower bounds left out)."""
     se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0
+    idx = [i for i in idx if not bool(targets[i]["bound"])]
     for start in range(0, len(idx), batch_size):
         chunk = idx[start:start + batch_size]
         batch = collate([graphs[i] for i in chunk])
@@ -123,7 +128,8 @@ def train_member(
     Parameters
     ----------
     frames
-        Labelled structures; outliers are filtered here.
+        Labelled structures; outliers are filtered here, and labels more than
+        ``config.max_energy_above_min`` eV/atom above the lowest are lower bounds on the energy.
     init_checkpoint
         ``(checkpoint, sha256)`` of a previous member to warm-start from; trained for
         ``config.warm_start_epochs`` instead of ``config.epochs``.
@@ -132,11 +138,12 @@ def train_member(
     """
     t0 = time.perf_counter()
     per_atom = np.array([f.energy / len(f.numbers) for f in frames])
-    frames = [f for f, e in zip(frames, per_atom, strict=True)
-              if e <= per_atom.min() + config.max_energy_above_min]
+    ceiling = float(per_atom.min()) + config.max_energy_above_min
     frames = filter_outliers(frames, config.outlier_sigma)
-    if len(frames) < 2:
-        raise ValueError(f"cannot train on {len(frames)} labelled structure(s); need at least 2")
+    n_fit = sum(f.energy / len(f.numbers) <= ceiling for f in frames)
+    if n_fit < 2:
+        raise ValueError(f"cannot train on {n_fit} labelled structure(s) within "
+                         f"{config.max_energy_above_min} eV/atom of the lowest; need at least 2")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(frames))
     n_val = int(round(config.validation_fraction * len(frames)))
@@ -149,7 +156,10 @@ def train_member(
         epochs = config.warm_start_epochs
     else:
         z = sorted({int(x) for f in frames for x in f.numbers}) if z_table is None else list(z_table)
-        train_frames = [frames[i] for i in train_idx]
+        # reference energies and scales from the frames that are fitted, not the lower bounds
+        train_frames = [frames[i] for i in train_idx
+                        if frames[i].energy / len(frames[i].numbers) <= ceiling]
+        train_frames = train_frames or [f for f in frames if f.energy / len(f.numbers) <= ceiling]
         e0 = _atomic_energies(train_frames, z)
         graphs0 = [graph_arrays(f.to_atoms(), z, config.r_max) for f in train_frames]
         avg_nb = float(np.mean([g["edge_index"].shape[1] / len(g["positions"]) for g in graphs0]))
@@ -168,8 +178,11 @@ def train_member(
         model = build_model(hyper)
         epochs = config.epochs
 
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    min_steps = config.min_steps // 2 if init_checkpoint is not None else config.min_steps
+    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
     graphs = [graph_arrays(f.to_atoms(), hyper["z_table"], hyper["r_max"]) for f in frames]
-    targets = _targets(frames)
+    targets = _targets(frames, ceiling)
     torch.manual_seed(seed)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, amsgrad=True)
@@ -186,9 +199,13 @@ def train_member(
             t = [targets[i] for i in chunk]
             out = model(batch, training=True, compute_force=True, compute_stress=True)
             nat = torch.cat([x["n_atoms"] for x in t])
+            bound = torch.cat([x["bound"] for x in t])
             e_err = (out["energy"] - torch.cat([x["energy"] for x in t])) / nat
-            f_err = out["forces"] - torch.cat([x["forces"] for x in t])
-            s_err = out["stress"] - torch.cat([x["stress"] for x in t])
+            # lower bounds: only a prediction below the ceiling is an error
+            e_err = torch.where(bound, torch.clamp(e_err, max=0.0), e_err)
+            fitted = (~bound).to(DTYPE)
+            f_err = (out["forces"] - torch.cat([x["forces"] for x in t])) * fitted[batch["batch"]][:, None]
+            s_err = (out["stress"] - torch.cat([x["stress"] for x in t])) * fitted[:, None, None]
             loss = (config.energy_weight * (e_err**2).mean()
                     + config.forces_weight * (f_err**2).mean()
                     + config.stress_weight * (s_err**2).mean())
