@@ -90,7 +90,9 @@ def _checked_config(path: str, check_oracle_here: bool = True):  # noqa: ANN202
 
     config = load_config(path)
     if check_oracle_here:
-        check_oracle(config.oracle)
+        from crysal_flows.utils import parse_composition
+
+        check_oracle(config.oracle, sorted(parse_composition(config.composition)))
     return config
 
 

@@ -194,14 +194,33 @@ class ValidationConfig(_Strict):
 class OracleConfig(_Strict):
     """The oracle that labels structures (DFT or a stand-in)."""
 
-    kind: Literal["stillinger_weber", "chgnet", "ase"] = Field(
-        "stillinger_weber", description="stillinger_weber (Si, matscipy), chgnet (packaged weights) "
-        "or ase (any ASE calculator given by import path)."
+    kind: Literal["stillinger_weber", "chgnet", "ase", "cp2k", "vasp"] = Field(
+        "stillinger_weber", description="stillinger_weber (Si, matscipy), chgnet (packaged weights), "
+        "ase (any ASE calculator given by import path), or DFT through atomate2 and custodian: "
+        "cp2k or vasp."
     )
     calculator: str | None = Field(
         None, description="For kind 'ase': import path 'package.module:ClassName'."
     )
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Calculator keyword arguments.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Calculator keyword arguments "
+                                   "(ASE kinds only).")
+    input_settings: dict[str, Any] = Field(
+        default_factory=dict, description="DFT kinds: overrides of the input set, merged over the "
+        "defaults for random structures (CP2K: atomate2 user_input_settings, e.g. {cutoff: 400}; "
+        "VASP: INCAR tags, e.g. {ENCUT: 600})."
+    )
+    kpoint_density: float = Field(
+        64.0, gt=0, description="DFT kinds: k-points per reciprocal atom volume (pymatgen's "
+        "reciprocal_density), so every cell gets a mesh of the same density."
+    )
+    command: str | None = Field(
+        None, description="DFT kinds: the command that runs the code, e.g. 'srun cp2k.psmp' or "
+        "'mpirun -np 4 vasp_std'. Default: CP2K found on PATH, run with mpirun over "
+        "CRYSAL_DFT_NPROC processes (default 2); VASP: 'vasp_std'."
+    )
+    max_errors: int = Field(
+        5, ge=0, le=50, description="DFT kinds: custodian corrections before a label counts as failed."
+    )
 
     @model_validator(mode="after")
     def _calculator_for_ase(self) -> OracleConfig:
@@ -209,7 +228,17 @@ class OracleConfig(_Strict):
             raise ValueError("oracle kind 'ase' needs 'calculator: package.module:ClassName'")
         if self.kind != "ase" and self.calculator:
             raise ValueError(f"'calculator' is only used with kind 'ase', not {self.kind!r}")
+        if self.is_dft and self.kwargs:
+            raise ValueError(f"oracle kind {self.kind!r} takes 'input_settings', not 'kwargs'")
+        if not self.is_dft and (self.input_settings or self.command):
+            raise ValueError(f"'input_settings' and 'command' are only used with kinds cp2k and "
+                             f"vasp, not {self.kind!r}")
         return self
+
+    @property
+    def is_dft(self) -> bool:
+        """Whether the oracle is a DFT code run through atomate2 and custodian."""
+        return self.kind in ("cp2k", "vasp")
 
 
 class WorkersConfig(_Strict):

@@ -70,11 +70,17 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
         return cached.model_copy(update={**meta, "reused": True})
     t0 = time.perf_counter()
     try:
-        atoms = structure_to_atoms(structure)
-        atoms.calc = get_calculator(oracle)
-        energy = float(atoms.get_potential_energy())
-        forces = np.asarray(atoms.get_forces(), dtype=float)
-        stress = np.asarray(atoms.get_stress(voigt=False), dtype=float)
+        if oracle.is_dft:
+            from crysal_flows.labelling.dft import dft_single_point
+
+            result = dft_single_point(structure, oracle)
+            energy, forces, stress = result.energy, result.forces, result.stress
+        else:
+            atoms = structure_to_atoms(structure)
+            atoms.calc = get_calculator(oracle)
+            energy = float(atoms.get_potential_energy())
+            forces = np.asarray(atoms.get_forces(), dtype=float)
+            stress = np.asarray(atoms.get_stress(voigt=False), dtype=float)
     except Exception as exc:  # an oracle may fail in any way; the cycle goes on
         return LabelDocument(structure=structure, oracle=identity, success=False,
                              error=f"{type(exc).__name__}: {exc}"[:500],

@@ -25,9 +25,15 @@ class OracleUnavailableError(RuntimeError):
 def oracle_identity(config: OracleConfig) -> str:
     """A stable identity string of the oracle and its settings."""
     name = config.calculator if config.kind == "ase" else config.kind
-    if not config.kwargs:
+    if config.is_dft:
+        # what changes the numbers (not the command or the number of processes)
+        settings: dict[str, Any] = {"input_settings": config.input_settings,
+                                    "kpoint_density": config.kpoint_density}
+    elif config.kwargs:
+        settings = config.kwargs
+    else:
         return str(name)
-    digest = hashlib.sha1(json.dumps(config.kwargs, sort_keys=True, default=str).encode()).hexdigest()
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return f"{name}#{digest[:10]}"
 
 
@@ -73,7 +79,9 @@ def _ase(path: str, kwargs: dict[str, Any]) -> Calculator:
 
 
 def get_calculator(config: OracleConfig) -> Calculator:
-    """Build a fresh ASE calculator for the oracle."""
+    """Build a fresh ASE calculator for the oracle (not for DFT kinds: see :mod:`.dft`)."""
+    if config.is_dft:
+        raise ValueError(f"oracle kind {config.kind!r} runs through atomate2, not a calculator")
     if config.kind == "stillinger_weber":
         return _stillinger_weber(config.kwargs)
     if config.kind == "chgnet":
@@ -82,6 +90,11 @@ def get_calculator(config: OracleConfig) -> Calculator:
     return _ase(config.calculator, config.kwargs)
 
 
-def check_oracle(config: OracleConfig) -> None:
-    """Fail early, before any job runs, when the oracle cannot be built here."""
+def check_oracle(config: OracleConfig, elements: list[str] | None = None) -> None:
+    """Fail early, before any job runs, when the oracle cannot be built or run here."""
+    if config.is_dft:
+        from crysal_flows.labelling.dft import check_dft
+
+        check_dft(config, elements)
+        return
     get_calculator(config)
