@@ -54,3 +54,16 @@ def test_missing_and_bad_files(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_configuration_doc_is_current():
+    """docs/configuration.md is generated from the models; regenerate it after changing a field."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "docs" / "make_configuration.py"
+    spec = importlib.util.spec_from_file_location("make_configuration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (path.parent / "configuration.md").read_text() == module.render(), (
+        "docs/configuration.md is out of date: run python docs/make_configuration.py")
