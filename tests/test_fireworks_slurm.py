@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -197,3 +198,74 @@ def test_submit_qlaunch_slurm_until_completed(slurm, tmp_path):
     finally:
         gui.terminate()
         gui.wait(timeout=30)
+
+
+# rlaunch, killed like a SLURM job at its walltime. A MongoDB server keeps every write the rocket made
+# before the kill; mongomock writes its file at process exit only, so the kill handler saves the
+# database first (what MongoDB would hold) and then ends the process without any FireWorks cleanup.
+KILLABLE_RLAUNCH = """
+import atexit, os, signal, sys
+from fireworks.scripts.rlaunch_run import rlaunch
+
+def killed(*_):
+    atexit._run_exitfuncs()  # mongomock: write the database as a server would hold it
+    os._exit(137)
+
+signal.signal(signal.SIGTERM, killed)
+sys.argv[0] = "rlaunch"
+sys.exit(rlaunch())
+"""
+
+
+@pytest.mark.slow
+def test_lost_run_is_recovered_with_the_documented_lpad_command(tmp_path):
+    """A rocket killed mid-job leaves its Firework RUNNING; ``lpad detect_lostruns --rerun`` (as
+    docs/fireworks.md says) puts it back, and the search completes without duplicated labels."""
+    work = tmp_path
+    env = _write_configs(work)
+    (work / "my_fworker_any.yaml").write_text(yaml.safe_dump({"name": "any", "category": "", "query": "{}"}))
+    (work / "killable_rlaunch.py").write_text(KILLABLE_RLAUNCH)
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    today = datetime.now().strftime("%Y-%m-%d")
+    _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
+    _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml", "-l",
+          "my_launchpad.yaml"], env, work)
+    rapidfire = ["-w", "my_fworker_any.yaml", "-l", "my_launchpad.yaml", "rapidfire", "--nlaunches",
+                 "0", "--max_loops", "1", "--sleep", "1"]
+
+    # kill the worker while it trains a member of cycle 0
+    proc = subprocess.Popen([sys.executable, "killable_rlaunch.py", *rapidfire], env=env, cwd=work,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    victim = None
+    while victim is None:
+        assert proc.poll() is None, f"rlaunch ended before the kill:\n{proc.stdout.read()[-3000:]}"
+        assert time.time() - t0 < 600, "no training job started"
+        for fw_json in work.glob("launcher_*/FW.json"):
+            if '"train member' in fw_json.read_text():
+                victim = json.loads(fw_json.read_text())
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 137
+    states = {r["name"]: r["state"] for r in _fireworks(env, work)}
+    assert states[victim["name"]] == "RUNNING"
+
+    time.sleep(2)
+    out = _run(["lpad", "-l", "my_launchpad.yaml", "detect_lostruns", "--time", "1"], env, work)
+    lost = next(line for line in out.splitlines() if "lost FWs" in line)
+    assert f"[{victim['fw_id']}]" in lost, out
+    _run(["lpad", "-l", "my_launchpad.yaml", "detect_lostruns", "--time", "1", "--rerun"], env,
+         work)
+    assert {r["name"]: r["state"] for r in _fireworks(env, work)}[victim["name"]] == "READY"
+
+    _run(["rlaunch", *rapidfire], env, work, timeout=1200)
+    rows = _fireworks(env, work)
+    assert all(r["state"] == "COMPLETED" for r in rows), rows
+    res = _run([sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env,
+               work)
+    (report,) = json.loads(res[res.index("["):])
+    assert report["name"] == "tiny-fw" and report["cycles"] == 2
+    # labels: 6 in cycle 0, 3 in cycle 1; each computed once
+    assert report["oracle_single_points"] == 9
+    labels = sum(r["name"].startswith("oracle single point") for r in rows)
+    assert labels == 9
