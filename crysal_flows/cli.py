@@ -157,6 +157,36 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """Export the last ensemble of a finished run as model files (for training.init_models)."""
+    from crysal_flows.training.models import export_members
+    from crysal_flows.training.schemas import EnsembleDocument
+
+    store_path = None if args.jobstore else (args.store or "crysal_store")
+    where = "the JobStore of jobflow's configuration" if store_path is None else f"store {store_path}"
+    runs = [r for r in _reports(store_path) if args.run in (r["name"], r["run_id"])]
+    if not runs:
+        raise LookupError(f"no finished run named {args.run!r} in {where}")
+    run = runs[-1]
+    store = _open_store(store_path)
+    store.connect()
+    try:
+        docs = list(store.query({"metadata.crysal_run": run["run_id"],
+                                 "name": {"$regex": "^gather ensemble"}}, load=True))
+    finally:
+        store.close()
+    if not docs:
+        raise LookupError(f"run {run['run_id']} has no trained ensemble in {where}")
+    ensemble = EnsembleDocument.model_validate(max(docs, key=lambda d: d["output"]["cycle"])["output"])
+    paths = export_members(ensemble.members, args.output, {
+        "run": run["name"], "run_id": run["run_id"], "composition": run.get("composition"),
+        "oracle": run.get("oracle"), "cycle": ensemble.cycle})
+    print(f"crysal: wrote {len(paths)} members of run {run['name']} ({run['run_id']}), cycle "
+          f"{ensemble.cycle}, to {args.output}; start a search from them with "
+          f"'training: {{init_models: {args.output}}}'")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     """Build a search's flow and add it to a FireWorks LaunchPad (or write it to a file)."""
     config = _checked_config(args.config, check_oracle_here=not args.skip_oracle_check)
@@ -195,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--run", help="only the run with this name or run id")
     res.add_argument("--json", action="store_true", help="print the reports as JSON")
     res.set_defaults(func=cmd_results)
+    mdl = sub.add_parser("models", help="export a finished run's ensemble as model files")
+    mdl.add_argument("--run", required=True, help="the run's name or run id")
+    mdl.add_argument("-o", "--output", required=True, help="directory to write member_<k>.pt to")
+    mdl.add_argument("--store", help="local store directory (default: crysal_store)")
+    mdl.add_argument("--jobstore", action="store_true", help="read jobflow's configured JobStore")
+    mdl.set_defaults(func=cmd_models)
     sbm = sub.add_parser("submit", help="add a search to a FireWorks LaunchPad (cluster runs)")
     sbm.add_argument("config", help="search configuration (YAML)")
     sbm.add_argument("-l", "--launchpad", help="LaunchPad file (default: FireWorks' own lookup, "

@@ -104,6 +104,12 @@ class TrainingConfig(_Strict):
     epochs: int = Field(100, gt=0, description="Epochs when training from scratch.")
     warm_start: bool = Field(True, description="Start later cycles from the previous cycle's members.")
     warm_start_epochs: int = Field(40, gt=0, description="Epochs when warm-starting.")
+    init_models: str | None = Field(
+        None, description="Start cycle 0 from these models instead of from scratch: a directory "
+        "of member files written by 'crysal models' (e.g. of a smaller cell of the same "
+        "chemistry), or one file; member k starts from file k modulo their number, trained for "
+        "warm_start_epochs. Their architecture replaces the one set here."
+    )
     min_steps: int = Field(
         600, ge=0, description="At least this many optimiser steps when training from scratch (half "
         "as many when warm-starting): small training sets get more epochs, since a few dozen steps "
@@ -333,6 +339,14 @@ class SearchConfig(_Strict):
                 f"analysis.max_cycles ({self.analysis.max_cycles})"
             )
         self._check_packing()
+        if self.training.init_models is not None:
+            from crysal_flows.training.models import check_model_files
+            from crysal_flows.utils import parse_composition
+
+            try:
+                check_model_files(self.training.init_models, sorted(parse_composition(self.composition)))
+            except ValueError as exc:
+                raise ValueError(f"training.init_models: {exc}") from None
         if self.oracle.kind == "stillinger_weber":
             from crysal_flows.utils import parse_composition
 

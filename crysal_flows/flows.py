@@ -35,7 +35,9 @@ from crysal_flows.routing import route
 from crysal_flows.schemas import SearchState
 from crysal_flows.selection.jobs import select_structures
 from crysal_flows.training.jobs import TrainMemberMaker, gather_ensemble
+from crysal_flows.training.models import check_model_files
 from crysal_flows.training.schemas import EnsembleDocument
+from crysal_flows.utils import parse_composition
 from crysal_flows.validation.jobs import OracleRelaxMaker, space_group, validate_minima
 
 logger = logging.getLogger(__name__)
@@ -112,12 +114,19 @@ class CycleMaker(Maker):
         gather = gather_labels(label.output, training_set, c)
         gather.name = f"gather labels (cycle {c})"
         n_members = cfg.training.n_members
+        # cycle 0 may start from exported models (files checked now, their checksums pinned)
+        init = []
+        if ensemble is None and cfg.training.init_models:
+            init = check_model_files(cfg.training.init_models,
+                                     sorted(parse_composition(cfg.composition)))
         members = []
         for k in range(n_members):
             warm = cfg.training.warm_start and ensemble is not None and n_previous_members > 0
             prev = ensemble["members"][k % n_previous_members] if warm else None
             seed = int(np.random.default_rng([cfg.seed, c, k]).integers(2**31))
-            j = self.train_maker.make(gather.output, cycle=c, member=k, seed=seed, previous=prev)
+            kwargs = {"init_model": list(init[k % len(init)])} if init else {}
+            j = self.train_maker.make(gather.output, cycle=c, member=k, seed=seed, previous=prev,
+                                      **kwargs)
             j.name = f"train member {k + 1}/{n_members} (cycle {c})"
             members.append(j)
         ens = gather_ensemble([j.output for j in members], c)

@@ -88,6 +88,23 @@ def test_cli_run_and_results_in_new_process(tmp_path):
     m = reports[0]["minima"][0]
     assert {"structure", "energy_per_atom", "space_group_symbol"} <= set(m)
     assert m["structure"]["@class"] == "Structure"
+    # its ensemble, exported, starts a larger search (checked before anything runs)
+    models = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "models", "--store",
+                             str(tmp_path / "store"), "--run", "tiny", "-o", str(tmp_path / "m")],
+                            capture_output=True, text=True)
+    assert models.returncode == 0, models.stderr
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "member_1.pt", "member_2.pt", "models.json"]
+    big = tmp_path / "si16.yaml"
+    big.write_text(yaml.safe_dump({"name": "si16", "composition": "Si16",
+                                   "training": {"init_models": str(tmp_path / "m")}}))
+    check = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "check", str(big)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and "valid" in check.stdout, check.stderr
+    missing = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "models", "--store",
+                              str(tmp_path / "store"), "--run", "nope", "-o", "x"],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no finished run named 'nope'" in missing.stderr
 
 
 def test_cli_errors_are_clear(tmp_path):

@@ -112,3 +112,95 @@ def test_labels_far_above_the_lowest_teach_a_lower_bound(si_frames):
     assert with_bound > lowest + cfg.max_energy_above_min
     assert with_bound > without + 0.5
     assert result.train_rmse_energy < np.std([f.energy / len(f.numbers) for f in frames])
+
+
+def _export(results, directory):
+    from crysal_flows.training.models import export_members
+    from crysal_flows.training.schemas import MemberDocument
+
+    members = [MemberDocument(cycle=0, member=k, seed=k, warm_started=False, checkpoint=r.checkpoint,
+                              sha256=r.sha256, n_parameters=1, n_train=r.n_train,
+                              n_validation=r.n_validation, epochs=r.epochs, seconds=r.seconds,
+                              train_rmse_energy=r.train_rmse_energy,
+                              train_rmse_forces=r.train_rmse_forces) for k, r in enumerate(results)]
+    return export_members(members, directory, {"run": "test"})
+
+
+def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, memory_store):
+    """Transfer: a Si16 search's cycle 0 warm-starts from the members of a Si8 run."""
+    from jobflow import run_locally
+
+    from crysal_flows.config import load_config
+    from crysal_flows.flows import CycleMaker
+    from crysal_flows.generation.jobs import PoolMaker
+    from crysal_flows.labelling.schemas import TrainingSetDocument
+    from crysal_flows.mace_utils import checkpoint_to_model
+    from crysal_flows.training.jobs import TrainMemberMaker
+
+    _, results = tiny_ensemble
+    paths = _export(results, tmp_path / "si8-models")
+    assert [p.name for p in paths] == ["member_1.pt", "member_2.pt"]
+    cfg = load_config({"name": "si16", "composition": "Si16", "pool": {"size": 8},
+                       "selection": {"n_labels": 4},
+                       "training": {"n_members": 3, "init_models": str(tmp_path / "si8-models"),
+                                    "warm_start_epochs": 2, "min_steps": 0}})
+    pool = PoolMaker(config=cfg.pool).make(cfg.composition, cfg.seed)
+    flow = CycleMaker(config=cfg).make(pool.output)
+    trains = [j for j in flow.jobs if j.name.startswith("train member")]
+    # member k starts from file k modulo the number of files, pinned by checksum
+    assert [j.function_kwargs["init_model"] for j in trains] == [
+        [str(paths[k % 2].resolve()), results[k % 2].sha256] for k in range(3)]
+
+    # the job trains from the file: warm-started, for warm_start_epochs, in the file's architecture
+    from crysal_flows.config import OracleConfig
+    from crysal_flows.labelling.jobs import single_point
+
+    si8_pool, _ = si_frames
+    labels = [single_point(c.structure, OracleConfig(), cycle=0) for c in si8_pool.candidates[:8]]
+    labels = [lab for lab in labels if lab.success]
+    ts = TrainingSetDocument(cycle=0, oracle=labels[0].oracle, labels=labels, n_new=len(labels),
+                             n_new_failed=0, n_attempted_total=len(labels), n_failed_total=0)
+    training = cfg.training.model_copy(update={"channels": 16})
+    job = TrainMemberMaker(config=training).make(ts, cycle=0, member=0, seed=3,
+                                                 init_model=trains[0].function_kwargs["init_model"])
+    run_locally(job, store=memory_store, ensure_success=True, log=False)
+    out = memory_store.query_one({"uuid": job.uuid}, load=True)["output"]
+    assert out["warm_started"] and out["epochs"] == 2
+    _, hyper = checkpoint_to_model(out["checkpoint"], out["sha256"])
+    assert hyper["channels"] == 8  # the exported model's, not the 16 asked for here
+    # a file changed after the flow was built is refused, not silently used
+    from crysal_flows.training.models import read_model_file
+
+    paths[0].write_bytes(paths[1].read_bytes())
+    with pytest.raises(ValueError, match="changed since the search was built"):
+        read_model_file(*trains[0].function_kwargs["init_model"])
+
+
+def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
+    from crysal_flows.config import ConfigError, load_config
+
+    _, results = tiny_ensemble
+    _export(results, tmp_path / "models")
+    base = {"name": "t", "composition": "Si8"}
+
+    def refused(path, composition="Si8", oracle="stillinger_weber"):
+        with pytest.raises(ConfigError) as err:
+            load_config({**base, "composition": composition, "oracle": {"kind": oracle},
+                         "training": {"init_models": str(path)}})
+        assert "training.init_models" in str(err.value)
+        return str(err.value)
+
+    assert "does not exist" in refused(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    assert "no model files" in refused(tmp_path / "empty")
+    (tmp_path / "junk.pt").write_text("not a model")
+    assert "not a crysal_flows model file" in refused(tmp_path / "junk.pt")
+    assert "knows Si but not Cl, Na" in refused(tmp_path / "models", "Na4Cl4", "chgnet")
+    unreadable = tmp_path / "models" / "member_1.pt"
+    unreadable.chmod(0)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything
+        assert "cannot read" in refused(unreadable)
+    unreadable.chmod(0o644)
+    assert load_config({**base, "training": {"init_models": str(tmp_path / "models")}})

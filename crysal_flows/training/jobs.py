@@ -13,6 +13,7 @@ from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.mace_utils import Ensemble, checkpoint_to_model
 from crysal_flows.refs import load
 from crysal_flows.settings import SETTINGS, apply_torch_settings
+from crysal_flows.training.models import read_model_file
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
 from crysal_flows.training.train import Frame, train_member
 
@@ -49,11 +50,16 @@ class TrainMemberMaker(Maker):
 
     @job(data="checkpoint", output_schema=MemberDocument)
     def make(self, training_set: TrainingSetDocument, cycle: int, member: int, seed: int,
-             previous: MemberDocument | None = None) -> MemberDocument:
-        """Train member ``member`` of cycle ``cycle`` from scratch or from ``previous``."""
+             previous: MemberDocument | None = None,
+             init_model: list[str] | None = None) -> MemberDocument:
+        """Train member ``member`` of cycle ``cycle`` from scratch, from ``previous``, or from
+        ``init_model`` (``[path, sha256]`` of an exported member file)."""
         apply_torch_settings()
         previous = load(previous)
         init = (previous.checkpoint, previous.sha256) if previous is not None else None
+        if init is None and init_model is not None:
+            init = read_model_file(init_model[0], sha256=init_model[1])
+            logger.info("cycle %d: member %d starts from %s", cycle, member + 1, init_model[0])
         frames = labels_to_frames(training_set)
         result = train_member(frames, self.config, seed=seed, init_checkpoint=init)
         model, _ = checkpoint_to_model(result.checkpoint, result.sha256)
