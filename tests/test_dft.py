@@ -207,3 +207,19 @@ def test_vasp_label_parsed_in_ase_units(monkeypatch, memory_store):
     np.testing.assert_allclose(frame.stress, -stress_kbar * 0.1 * GPa)
     assert frame.stress[2, 2] > 0 > frame.stress[0, 0]
     assert sorted(Path("dft").glob("vasp-static-*/INCAR"))
+
+
+def test_cp2k_validation_relaxation_counts_every_force_evaluation():
+    """The final validation: CP2K's own cell optimisation through the oracle relax job."""
+    from crysal_flows.validation.jobs import oracle_relax
+
+    start = atoms_to_structure(_si2(displace=0.15, strain=0.03))
+    doc = oracle_relax(start, CP2K, fmax=0.05, max_steps=3)
+    assert doc.success, doc.error
+    text = sorted(Path("dft").glob("cp2k-relax-*/cp2k.out"))[0].read_text()
+    evaluations = text.count("ENERGY| Total FORCE_EVAL")
+    assert doc.oracle_calls == evaluations >= 2
+    assert "CELL_OPT" in text.upper() and doc.structure.lattice.volume != pytest.approx(
+        start.lattice.volume, rel=1e-6)
+    # lower than where it started (the start's energy is the first evaluation)
+    assert doc.energy_per_atom < _energy(_si2(displace=0.15, strain=0.03)) / 2

@@ -43,30 +43,44 @@ def space_group(structure: Structure, symprec: float = 0.1) -> tuple[str, int]:
         return "P1", 1
 
 
-def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int,
-                 **meta) -> OracleRelaxDocument:
-    """Relax positions and cell with the oracle (BFGS, FrechetCellFilter), counting oracle calls."""
+def _ase_relax(structure: Structure, oracle: OracleConfig, fmax: float,
+               max_steps: int) -> tuple[Structure, float, int, bool]:
+    """BFGS on positions and cell (FrechetCellFilter) with an ASE oracle, counting its calls."""
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
+    atoms = structure_to_atoms(structure)
+    atoms.calc = get_calculator(oracle)
+    calls = [0]
+    original = atoms.calc.calculate
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    atoms.calc.calculate = counted
+    opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
+    converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    return atoms_to_structure(atoms), float(atoms.get_potential_energy()), calls[0], converged
+
+
+def _code_relax(structure: Structure, oracle: OracleConfig, fmax: float,
+                max_steps: int) -> tuple[Structure, float, int, bool]:
+    """The DFT code's own relaxation of positions and cell; every force evaluation counts."""
+    from crysal_flows.labelling.dft import dft_relax
+
+    res = dft_relax(structure, oracle, fmax, max_steps)
+    return res.structure, res.energy, res.n_steps, res.converged
+
+
+def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int,
+                 **meta) -> OracleRelaxDocument:
+    """Relax positions and cell with the oracle, counting oracle calls; failures are recorded."""
     t0 = time.perf_counter()
     identity = oracle_identity(oracle)
-    if oracle.is_dft:
-        return _dft_relax(structure, oracle, fmax, max_steps, identity, t0, **meta)
+    relax = _code_relax if oracle.is_dft else _ase_relax
     try:
-        atoms = structure_to_atoms(structure)
-        atoms.calc = get_calculator(oracle)
-        calls = [0]
-        original = atoms.calc.calculate
-
-        def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            calls[0] += 1
-            return original(*args, **kwargs)
-
-        atoms.calc.calculate = counted
-        opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
-        converged = bool(opt.run(fmax=fmax, steps=max_steps))
-        energy = float(atoms.get_potential_energy())
+        final, energy, calls, converged = relax(structure, oracle, fmax, max_steps)
         if not math.isfinite(energy):
             raise FloatingPointError("oracle energy is not finite")
     except Exception as exc:  # the report lists failures; the search result survives them
@@ -75,29 +89,9 @@ def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_st
                                    initial_structure=structure, seconds=time.perf_counter() - t0,
                                    **meta)
     return OracleRelaxDocument(
-        oracle=identity, success=True, converged=converged, oracle_calls=calls[0],
-        initial_structure=structure, structure=atoms_to_structure(atoms),
-        energy_per_atom=energy / len(atoms), seconds=time.perf_counter() - t0, **meta,
-    )
-
-
-def _dft_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int,
-               identity: str, t0: float, **meta) -> OracleRelaxDocument:
-    from crysal_flows.labelling.dft import dft_relax
-
-    try:
-        res = dft_relax(structure, oracle, fmax, max_steps)
-        if not math.isfinite(res.energy):
-            raise FloatingPointError("oracle energy is not finite")
-    except Exception as exc:  # the report lists failures; the search result survives them
-        return OracleRelaxDocument(oracle=identity, success=False,
-                                   error=f"{type(exc).__name__}: {exc}"[:500],
-                                   initial_structure=structure, seconds=time.perf_counter() - t0,
-                                   **meta)
-    return OracleRelaxDocument(
-        oracle=identity, success=True, converged=res.converged, oracle_calls=res.n_steps,
-        initial_structure=structure, structure=res.structure,
-        energy_per_atom=res.energy / len(structure), seconds=time.perf_counter() - t0, **meta,
+        oracle=identity, success=True, converged=converged, oracle_calls=calls,
+        initial_structure=structure, structure=final,
+        energy_per_atom=energy / len(structure), seconds=time.perf_counter() - t0, **meta,
     )
 
 
