@@ -82,14 +82,16 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
             forces = np.asarray(atoms.get_forces(), dtype=float)
             stress = np.asarray(atoms.get_stress(voigt=False), dtype=float)
     except Exception as exc:  # an oracle may fail in any way; the cycle goes on
-        return LabelDocument(structure=structure, oracle=identity, success=False,
-                             error=f"{type(exc).__name__}: {exc}"[:500],
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        _log_label(oracle, meta, error, None, len(structure), time.perf_counter() - t0)
+        return LabelDocument(structure=structure, oracle=identity, success=False, error=error,
                              seconds=time.perf_counter() - t0, **meta)
     error = None
     if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
         error = "oracle returned non-finite energy, forces or stress"
     elif np.abs(forces).max() > max_force:
         error = f"absurd forces: max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}"
+    _log_label(oracle, meta, error, energy, len(structure), time.perf_counter() - t0)
     return LabelDocument(
         structure=structure, oracle=identity, success=error is None, error=error,
         energy=energy if math.isfinite(energy) else None,
@@ -97,6 +99,18 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
         stress=stress.tolist() if error is None else None,
         seconds=time.perf_counter() - t0, **meta,
     )
+
+
+def _log_label(oracle: OracleConfig, meta: dict, error: str | None, energy: float | None,
+               n_atoms: int, seconds: float) -> None:
+    """One line per DFT label (they take minutes on a cluster; cheap oracles stay quiet)."""
+    if not oracle.is_dft:
+        return
+    what = f"cycle {meta.get('cycle', '?')}: {oracle.kind} label ({meta.get('reason') or 'label'})"
+    if error is None:
+        logger.info("%s: %.4f eV/atom in %.0f s", what, energy / n_atoms, seconds)
+    else:
+        logger.warning("%s failed after %.0f s: %s", what, seconds, error[:200])
 
 
 @dataclass

@@ -84,10 +84,15 @@ def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_st
         if not math.isfinite(energy):
             raise FloatingPointError("oracle energy is not finite")
     except Exception as exc:  # the report lists failures; the search result survives them
+        logger.warning("validation: oracle relaxation failed after %.0f s: %s",
+                       time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"[:200])
         return OracleRelaxDocument(oracle=identity, success=False,
                                    error=f"{type(exc).__name__}: {exc}"[:500],
                                    initial_structure=structure, seconds=time.perf_counter() - t0,
                                    **meta)
+    logger.info("validation: relaxed with the oracle to %.4f eV/atom in %d steps (%s), %.0f s",
+                energy / len(structure), calls, "converged" if converged else "not converged",
+                time.perf_counter() - t0)
     return OracleRelaxDocument(
         oracle=identity, success=True, converged=converged, oracle_calls=calls,
         initial_structure=structure, structure=final,
