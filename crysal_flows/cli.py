@@ -159,8 +159,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Export the last ensemble of a finished run as model files (for training.init_models)."""
-    from crysal_flows.training.models import export_members
-    from crysal_flows.training.schemas import EnsembleDocument
+    from crysal_flows.training.models import export_members, last_ensemble
 
     store_path = None if args.jobstore else (args.store or "crysal_store")
     where = "the JobStore of jobflow's configuration" if store_path is None else f"store {store_path}"
@@ -171,13 +170,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     store = _open_store(store_path)
     store.connect()
     try:
-        docs = list(store.query({"metadata.crysal_run": run["run_id"],
-                                 "name": {"$regex": "^gather ensemble"}}, load=True))
+        ensemble = last_ensemble(store, run["run_id"])
     finally:
         store.close()
-    if not docs:
+    if ensemble is None:
         raise LookupError(f"run {run['run_id']} has no trained ensemble in {where}")
-    ensemble = EnsembleDocument.model_validate(max(docs, key=lambda d: d["output"]["cycle"])["output"])
     paths = export_members(ensemble.members, args.output, {
         "run": run["name"], "run_id": run["run_id"], "composition": run.get("composition"),
         "oracle": run.get("oracle"), "cycle": ensemble.cycle})

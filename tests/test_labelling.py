@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from ase.calculators.calculator import Calculator
 
 from crysal_flows.config import OracleConfig
@@ -57,3 +58,26 @@ def test_labels_of_another_oracle_are_refused():
     ts2 = gather_labels.original([other], ts, 1)
     assert len(ts2.labels) == 1 and ts2.n_failed_total == 1
     assert "refused" in ts2.failures[0]
+
+
+def test_chgnet_labels_every_element_in_ase_units():
+    """CHGNet (the stand-in for DFT of the benchmarks): NaCl, stress sign checked against energies."""
+    from ase.build import bulk
+
+    def energy(strain):
+        atoms = bulk("NaCl", "rocksalt", a=5.5, cubic=True)
+        atoms.rattle(0.03, seed=0)
+        atoms.set_cell(atoms.cell * (1 + strain), scale_atoms=True)
+        return atoms
+
+    cfg = OracleConfig(kind="chgnet")
+    lab = single_point(atoms_to_structure(energy(0.0)), cfg, cycle=0)
+    assert lab.success, lab.error
+    assert lab.oracle.startswith("chgnet") and -4.5 < lab.energy_per_atom < -2.5
+    forces = np.asarray(lab.forces)
+    assert forces.shape == (8, 3) and np.abs(forces.sum(axis=0)).max() < 1e-3
+    e = 0.01
+    ep, em = (single_point(atoms_to_structure(energy(x)), cfg, cycle=0).energy for x in (e, -e))
+    fd_trace = (ep - em) / (2 * e) / energy(0.0).get_volume()
+    assert abs(np.trace(lab.stress)) > 5e-3  # a cell under real stress
+    assert np.trace(lab.stress) == pytest.approx(fd_trace, rel=0.1)

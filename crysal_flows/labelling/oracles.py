@@ -7,6 +7,7 @@ label so that labels of different oracles are never mixed in one training set.
 from __future__ import annotations
 
 import hashlib
+import functools
 import importlib
 import json
 from typing import Any
@@ -53,6 +54,14 @@ def _stillinger_weber(kwargs: dict[str, Any]) -> Calculator:
     return Manybody(**StillingerWeber(Stillinger_Weber_PRB_31_5262_Si))
 
 
+@functools.lru_cache(maxsize=2)
+def _chgnet_model(model_name: str | None):  # noqa: ANN202
+    """The packaged CHGNet model, loaded once per process (loading costs more than a label)."""
+    from chgnet.model import CHGNet
+
+    return CHGNet.load(model_name=model_name or "0.3.0", verbose=False)
+
+
 def _chgnet(kwargs: dict[str, Any]) -> Calculator:
     try:
         from chgnet.model import CHGNetCalculator
@@ -60,7 +69,10 @@ def _chgnet(kwargs: dict[str, Any]) -> Calculator:
         raise OracleUnavailableError(
             f"oracle 'chgnet' needs CHGNet: pip install chgnet ({exc})"
         ) from exc
-    return CHGNetCalculator(**{"use_device": "cpu", **kwargs})
+    kwargs = {"use_device": "cpu", **kwargs}
+    if "model" not in kwargs:
+        kwargs["model"] = _chgnet_model(kwargs.pop("model_name", None))
+    return CHGNetCalculator(**kwargs)
 
 
 def _ase(path: str, kwargs: dict[str, Any]) -> Calculator:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_model_files", "export_members", "model_files", "read_model_file"]
+__all__ = ["check_model_files", "export_members", "last_ensemble", "model_files", "read_model_file"]
 
 SUFFIX = ".pt"
 
@@ -122,3 +122,14 @@ def export_members(members: Sequence[Any], directory: str | Path,
                      "validation_rmse_energy": m.validation_rmse_energy})
     (out / "models.json").write_text(json.dumps({**(metadata or {}), "members": rows}, indent=1))
     return paths
+
+
+def last_ensemble(store: Any, run_id: str) -> Any:
+    """The last cycle's ``EnsembleDocument`` of run ``run_id`` in a connected JobStore, or None."""
+    from crysal_flows.training.schemas import EnsembleDocument
+
+    docs = list(store.query({"metadata.crysal_run": run_id, "name": {"$regex": "^gather ensemble"}},
+                            load=True))
+    if not docs:
+        return None
+    return EnsembleDocument.model_validate(max(docs, key=lambda d: d["output"]["cycle"])["output"])
