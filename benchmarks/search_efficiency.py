@@ -1,0 +1,352 @@
+"""Oracle cost of the active-learning search against random structure search, on the same pool.
+
+For each system and seed, in one run:
+
+1. the active-learning search (``CrystalSearchMaker`` with ``run_locally``, as ``crysal run``);
+2. the random-structure-search baseline on the *same* pool (the search's cycle-0 pool, same
+   generator, same seed): every candidate is relaxed with the oracle (BFGS on positions and cell,
+   as the search's validation), counting oracle calls, and matched against the ground state;
+3. the ground state: the system's known prototype relaxed with the oracle, matched with pymatgen's
+   StructureMatcher (as the search's report does).
+
+Baseline cost. Relaxing the candidates in a random order until the first one reaches the ground
+state costs, in expectation over all orders of the N relaxed candidates of which K succeed,
+
+    E[cost] = sum_{i fails} c_i / (K + 1) + sum_{i succeeds} c_i / K
+
+(a failing candidate comes before every success with probability 1/(K+1); a succeeding one is the
+first success with probability 1/K). This is exact for the relaxed pool, no sampling. With K = 0 the
+baseline did not find the ground state at all; the table then shows the total cost of the pool as a
+lower bound (">").
+
+    python benchmarks/search_efficiency.py Si16 Na8Cl8 Ga8As8 Al4O6 --seeds 0 1 2
+    python benchmarks/search_efficiency.py Si8 --oracle stillinger_weber --quick     # minutes
+    python benchmarks/search_efficiency.py Si16 --transfer Si32    # and Si32 from the Si16 models
+
+Writes ``results.json``, ``cost.png`` (best oracle energy against oracle cost, both methods) and
+``cycles_<system>_<seed>.png`` (ensemble uncertainty and pool energy distribution per cycle) to
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+
+def prototype(system: str):  # noqa: ANN201
+    """The known ground-state prototype of ``system`` as a pymatgen Structure (primitive cell)."""
+    from ase.build import bulk
+    from pymatgen.core import Lattice, Structure
+
+    from crysal_flows.utils import atoms_to_structure
+
+    if system.startswith("Si"):
+        return atoms_to_structure(bulk("Si", "diamond", a=5.43))
+    if system.startswith("Na") and "Cl" in system:
+        return atoms_to_structure(bulk("NaCl", "rocksalt", a=5.64))
+    if system.startswith("Ga") and "As" in system:
+        return atoms_to_structure(bulk("GaAs", "zincblende", a=5.65))
+    if system.startswith("Al") and "O" in system:
+        # corundum, hexagonal setting: Al 12c (0, 0, 0.3523), O 18e (0.3064, 0, 1/4)
+        return Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"],
+                                         [[0, 0, 0.3523], [0.3064, 0, 0.25]]
+                                         ).get_primitive_structure()
+    raise ValueError(f"no prototype known for {system}: Si*, Na*Cl*, Ga*As*, Al*O*")
+
+
+PROTOTYPE_NAMES = {"Si": "diamond", "Na": "rocksalt", "Ga": "zincblende", "Al": "corundum"}
+
+
+def search_config(system: str, seed: int, oracle: str, quick: bool, ref_file: str) -> dict:
+    """The search of one system: examples/si16.yaml's settings, with the given oracle."""
+    from crysal_flows.utils import parse_composition
+
+    n_atoms = sum(parse_composition(system).values())
+    cfg: dict[str, Any] = {
+        "name": f"{system}-{seed}", "composition": system, "seed": seed,
+        "pool": {"size": 48},
+        "selection": {"n_labels": 16, "n_labels_first": 32},
+        "training": {"n_members": 3, "epochs": 100, "warm_start_epochs": 40},
+        "relaxation": {"max_steps": 150, "patience": 40, "n_shards": 2},
+        "analysis": {"min_cycles": 3, "max_cycles": 6, "energy_tolerance": 0.01,
+                     "max_prediction_error": 0.03},
+        "validation": {"n_structures": 5},
+        "oracle": {"kind": oracle},
+        "references": [{"label": PROTOTYPE_NAMES[system[:2]], "file": ref_file}],
+    }
+    if quick:
+        cfg.update(pool={"size": 16}, selection={"n_labels": 8, "n_labels_first": 16},
+                   training={"n_members": 2, "epochs": 30, "warm_start_epochs": 15},
+                   relaxation={"max_steps": 80, "patience": 30, "n_shards": 2},
+                   analysis={"min_cycles": 2, "max_cycles": 3, "energy_tolerance": 0.02,
+                             "max_prediction_error": 0.05},
+                   validation={"n_structures": 3})
+    if n_atoms > 24:
+        cfg["relaxation"]["batch_size"] = 32
+    return cfg
+
+
+def run_search(cfg: dict, store_dir: Path) -> tuple[dict, list[dict], float]:
+    """The active-learning search, as ``crysal run`` runs it; its report, summaries, wall time."""
+    from jobflow import run_locally
+
+    from crysal_flows.config import load_config
+    from crysal_flows.flows import CrystalSearchMaker
+    from crysal_flows.store import local_store
+
+    config = load_config(cfg)
+    store = local_store(store_dir)
+    t0 = time.perf_counter()
+    run_locally(CrystalSearchMaker(config=config).make(), store=store, ensure_success=True,
+                log=False, root_dir=str(store_dir / "jobs"))
+    seconds = time.perf_counter() - t0
+    store.connect()
+    report = store.query_one({"name": "crysal report"}, load=True)["output"]
+    summaries = sorted((d["output"] for d in store.query({"name": {"$regex": "^analyse"}},
+                                                          load=True)), key=lambda s: s["cycle"])
+    store.close()
+    return report, summaries, seconds
+
+
+def run_baseline(cfg: dict, ground_state, fmax: float, max_steps: int) -> dict:  # noqa: ANN001
+    """Relax every candidate of the search's pool with the oracle; cost and success of each."""
+    from crysal_flows.config import load_config
+    from crysal_flows.generation.jobs import generate_pool
+    from crysal_flows.validation.jobs import _matches_reference, oracle_relax
+
+    config = load_config(cfg)
+    pool = generate_pool(config.composition, config.pool, config.seed)
+    t0 = time.perf_counter()
+    rows = []
+    for i, cand in enumerate(pool.candidates):
+        doc = oracle_relax(cand.structure, config.oracle, fmax, max_steps)
+        ok = bool(doc.success and _matches_reference(doc.structure, ground_state))
+        rows.append({"index": i, "calls": doc.oracle_calls, "success": ok,
+                     "energy_per_atom": doc.energy_per_atom if doc.success else None})
+        print(f"  baseline {i + 1}/{len(pool.candidates)}: {doc.oracle_calls} calls, "
+              f"{'ground state' if ok else 'other'}"
+              f"{'' if doc.energy_per_atom is None else f', {doc.energy_per_atom:.4f} eV/atom'}",
+              flush=True)
+    costs = np.array([r["calls"] for r in rows], dtype=float)
+    hits = np.array([r["success"] for r in rows])
+    k = int(hits.sum())
+    expected = (costs[~hits].sum() / (k + 1) + costs[hits].sum() / k) if k else None
+    return {"candidates": rows, "n_success": k, "expected_cost": expected,
+            "total_cost": float(costs.sum()), "seconds": time.perf_counter() - t0}
+
+
+def _plots(results: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = sorted({r["system"] for r in results})
+    fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4), squeeze=False)
+    for ax, system in zip(axes[0], systems, strict=True):
+        for r in (r for r in results if r["system"] == system):
+            gs = r["ground_state_energy"]
+            hist = r["search"]["history"]
+            ax.plot([h["labels"] for h in hist],
+                    [h["best_energy_per_atom"] - gs for h in hist], "o-", color="C0",
+                    label="active learning (ML pool, per cycle)" if r["seed"] == 0 else None)
+            done = r["search"]["oracle_single_points"] + r["search"]["validation_steps"]
+            best = min((m["energy_per_atom"] for m in r["search"]["minima"]), default=math.nan)
+            ax.plot([done], [best - gs], "*", color="C0", ms=12,
+                    label="active learning, after validation" if r["seed"] == 0 else None)
+            # the baseline in one random order: running best oracle energy against cost
+            rng = np.random.default_rng(r["seed"])
+            rows = [c for c in r["baseline"]["candidates"] if c["energy_per_atom"] is not None]
+            order = rng.permutation(len(rows))
+            cost = np.cumsum([rows[i]["calls"] for i in order])
+            best_rs = np.minimum.accumulate([rows[i]["energy_per_atom"] for i in order])
+            ax.step(cost, best_rs - gs, where="post", color="C1",
+                    label="random search (one random order)" if r["seed"] == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("oracle calls")
+        ax.set_ylabel("best energy above ground state (eV/atom)")
+        ax.set_title(system)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "cost.png", dpi=120)
+    plt.close(fig)
+    for r in results:
+        sums = r["summaries"]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        a1.plot([s["cycle"] for s in sums], [s["sigma_force_median"] for s in sums], "o-",
+                label="median")
+        a1.plot([s["cycle"] for s in sums], [s["sigma_force_p90"] for s in sums], "s--",
+                label="90th percentile")
+        a1.set_xlabel("cycle")
+        a1.set_ylabel("ensemble force spread (eV/A)")
+        a1.legend()
+        a2.violinplot([s["energies"] for s in sums], positions=[s["cycle"] for s in sums])
+        a2.axhline(r["ground_state_energy"], color="k", ls=":", label="ground state (oracle)")
+        gs = r["ground_state_energy"]
+        a2.set_ylim(gs - 0.2, gs + 2.0)  # the low-energy end; collapsed cells reach far above
+        for ax in (a1, a2):
+            ax.set_xticks([s["cycle"] for s in sums])
+        a2.set_xlabel("cycle")
+        a2.set_ylabel("pool energy, ensemble mean (eV/atom)")
+        a2.legend()
+        fig.suptitle(f"{r['system']}, seed {r['seed']}")
+        fig.tight_layout()
+        fig.savefig(out / f"cycles_{r['system']}_{r['seed']}.png", dpi=120)
+        plt.close(fig)
+
+
+def _table(results: list[dict]) -> str:
+    head = (f"{'system':<8} {'seed':>4} {'found':>5} {'cycles':>6} {'single pts':>10} "
+            f"{'valid.':>6} {'AL cost':>7} {'RS cost':>8} {'RS/AL':>6} {'AL wall':>8} {'RS wall':>8}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        s, b = r["search"], r["baseline"]
+        al = s["oracle_single_points"] + s["validation_steps"]
+        rs = b["expected_cost"]
+        rs_txt = f"{rs:.0f}" if rs is not None else f">{b['total_cost']:.0f}"
+        ratio = (rs if rs is not None else b["total_cost"]) / al
+        lines.append(
+            f"{r['system']:<8} {r['seed']:>4} {'yes' if r['found'] else 'no':>5} {s['cycles']:>6} "
+            f"{s['oracle_single_points']:>10} {s['validation_steps']:>6} {al:>7} {rs_txt:>8} "
+            f"{('>' if rs is None else '') + f'{ratio:.1f}':>6} {r['search_seconds'] / 60:>7.1f}m "
+            f"{b['seconds'] / 60:>7.1f}m")
+    for system in sorted({r["system"] for r in results}):
+        rs = [r for r in results if r["system"] == system]
+        lines.append(f"{system}: active learning found the ground state in "
+                     f"{sum(r['found'] for r in rs)}/{len(rs)} seeds; random search (pool "
+                     f"relaxed) in {sum(r['baseline']['n_success'] > 0 for r in rs)}/{len(rs)}")
+    return "\n".join(lines)
+
+
+def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> list[dict]:
+    """Search a larger cell from scratch and from the smaller cell's exported models."""
+    from crysal_flows.config import OracleConfig
+    from crysal_flows.store import local_store
+    from crysal_flows.training.models import export_members, last_ensemble
+    from crysal_flows.validation.jobs import oracle_relax
+
+    small, large = args.systems[0], args.transfer
+    gs = oracle_relax(prototype(large), OracleConfig(kind=args.oracle), args.fmax, args.max_steps)
+    ref_file = out / f"ground_state_{large}.json"
+    ref_file.write_text(gs.structure.to_json())
+    rows = []
+    for r in (r for r in results if r["system"] == small):
+        seed = r["seed"]
+        store = local_store(out / f"store_{small}_{seed}")
+        store.connect()
+        ensemble = last_ensemble(store, r["search"]["run_id"])
+        store.close()
+        models = out / f"models_{small}_{seed}"
+        export_members(ensemble.members, models, {"run_id": r["search"]["run_id"]})
+        for start in ("scratch", "transfer"):
+            cfg = search_config(large, seed, args.oracle, args.quick, str(ref_file))
+            cfg["name"] = f"{large}-{seed}-{start}"
+            cfg["validation"].update(max_steps=args.max_steps, fmax=args.fmax)
+            if start == "transfer":
+                cfg["training"]["init_models"] = str(models)
+            print(f"{large} seed {seed}: search from {start}", flush=True)
+            report, _, seconds = run_search(cfg, out / f"store_{large}_{seed}_{start}")
+            rows.append({"system": large, "seed": seed, "start": start,
+                         "found": bool(report["found"]), "cycles": report["cycles"],
+                         "single_points": report["oracle_single_points"],
+                         "validation_steps": report["validation_steps"],
+                         "cost": report["oracle_cost"], "seconds": seconds,
+                         "best": min((m["energy_per_atom"] for m in report["minima"]),
+                                     default=None), "ground_state": gs.energy_per_atom})
+            (out / "transfer.json").write_text(json.dumps(rows, indent=1))
+            print(_transfer_table(rows[-1:]), flush=True)
+    return rows
+
+
+def _transfer_table(rows: list[dict]) -> str:
+    head = (f"{'system':<8} {'seed':>4} {'start':<9} {'found':>5} {'cycles':>6} {'single pts':>10} "
+            f"{'valid.':>6} {'cost':>6} {'wall':>7} {'best - GS (meV/atom)':>21}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        gap = "" if r["best"] is None else f"{(r['best'] - r['ground_state']) * 1000:.1f}"
+        lines.append(f"{r['system']:<8} {r['seed']:>4} {r['start']:<9} "
+                     f"{'yes' if r['found'] else 'no':>5} {r['cycles']:>6} {r['single_points']:>10} "
+                     f"{r['validation_steps']:>6} {r['cost']:>6} {r['seconds'] / 60:>6.1f}m {gap:>21}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("systems", nargs="+", help="compositions, e.g. Si16 Na8Cl8 Ga8As8 Al4O6")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--oracle", default="chgnet", choices=["chgnet", "stillinger_weber"])
+    ap.add_argument("--quick", action="store_true", help="small pools and few cycles (minutes)")
+    ap.add_argument("--fmax", type=float, default=0.05, help="oracle relaxation threshold, eV/A")
+    ap.add_argument("--max-steps", type=int, default=300, help="oracle relaxation steps (both)")
+    ap.add_argument("--out", default="benchmark_results", help="output directory")
+    ap.add_argument("--transfer", metavar="LARGER", help="then search this larger cell of the "
+                    "first system (e.g. Si46) from scratch and from the first system's models, "
+                    "for each seed, and compare")
+    args = ap.parse_args()
+
+    from crysal_flows.config import OracleConfig
+    from crysal_flows.labelling.oracles import check_oracle
+    from crysal_flows.mace_utils import torch_setup
+    from crysal_flows.validation.jobs import oracle_relax
+
+    torch_setup(1)
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("crysal_flows").setLevel(logging.INFO)  # the search's progress per cycle
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    check_oracle(OracleConfig(kind=args.oracle))
+    results = []
+    for system in args.systems:
+        gs = oracle_relax(prototype(system), OracleConfig(kind=args.oracle), args.fmax,
+                          args.max_steps)
+        if not gs.success:
+            raise RuntimeError(f"the oracle could not relax the {system} prototype: {gs.error}")
+        ref_file = out / f"ground_state_{system}.json"
+        ref_file.write_text(gs.structure.to_json())
+        print(f"{system}: ground state ({PROTOTYPE_NAMES[system[:2]]}) at "
+              f"{gs.energy_per_atom:.4f} eV/atom with {args.oracle}", flush=True)
+        for seed in args.seeds:
+            cfg = search_config(system, seed, args.oracle, args.quick, str(ref_file))
+            cfg["validation"]["max_steps"] = args.max_steps
+            cfg["validation"]["fmax"] = args.fmax
+            print(f"{system} seed {seed}: active-learning search", flush=True)
+            report, summaries, seconds = run_search(cfg, out / f"store_{system}_{seed}")
+            found = bool(report["found"])
+            print(f"{system} seed {seed}: found={found}, cost {report['oracle_cost']} "
+                  f"({report['oracle_single_points']} single points + "
+                  f"{report['validation_steps']} validation steps), {seconds / 60:.1f} min; "
+                  "random-search baseline on the same pool", flush=True)
+            baseline = run_baseline(cfg, gs.structure, args.fmax, args.max_steps)
+            results.append({
+                "system": system, "seed": seed, "oracle": args.oracle, "found": found,
+                "ground_state_energy": gs.energy_per_atom, "search": report,
+                "summaries": [{k: s[k] for k in ("cycle", "sigma_force_median", "sigma_force_p90",
+                                                 "energies", "best_energy_per_atom",
+                                                 "oracle_single_points")} for s in summaries],
+                "search_seconds": seconds, "baseline": baseline, "config": cfg,
+            })
+            (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+            print(_table(results[-1:]), flush=True)
+    _plots(results, out)
+    print()
+    print(_table(results))
+    if args.transfer:
+        transfer = run_transfer(args, results, out)
+        print()
+        print(_transfer_table(transfer))
+    print(f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/cycles_*.png")
+
+
+if __name__ == "__main__":
+    main()
