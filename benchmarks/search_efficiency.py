@@ -216,10 +216,12 @@ def _table(results: list[dict]) -> str:
         rs = b["expected_cost"]
         rs_txt = f"{rs:.0f}" if rs is not None else f">{b['total_cost']:.0f}"
         ratio = (rs if rs is not None else b["total_cost"]) / al
+        # a ratio only means something when the search found the ground state
+        ratio_txt = ((">" if rs is None else "") + f"{ratio:.1f}") if r["found"] else "n/a"
         lines.append(
             f"{r['system']:<8} {r['seed']:>4} {'yes' if r['found'] else 'no':>5} {s['cycles']:>6} "
             f"{s['oracle_single_points']:>10} {s['validation_steps']:>6} {al:>7} {rs_txt:>8} "
-            f"{('>' if rs is None else '') + f'{ratio:.1f}':>6} {r['search_seconds'] / 60:>7.1f}m "
+            f"{ratio_txt:>6} {r['search_seconds'] / 60:>7.1f}m "
             f"{b['seconds'] / 60:>7.1f}m")
     for system in sorted({r["system"] for r in results}):
         rs = [r for r in results if r["system"] == system]
