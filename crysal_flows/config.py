@@ -80,6 +80,12 @@ class SelectionConfig(_Strict):
         0.25, ge=0, le=1, description="Fraction of each later cycle's labels picked at random from the "
         "pool, for coverage away from the low-energy end."
     )
+    stuck_fraction: float = Field(
+        0.25, ge=0, le=1, description="Fraction of each later cycle's labels reserved for stuck "
+        "candidates: those whose last relaxation stopped as uncertain before its first step. "
+        "The ensemble will not move them until it learns where they are, and an unlabelled "
+        "stuck candidate stays where it is for the rest of the search."
+    )
     rattle: float = Field(0.1, ge=0, le=2, description="Atom rattle amplitude in A at cycle 0.")
     rattle_decay: float = Field(0.7, gt=0, le=1, description="Rattle amplitude factor per cycle.")
     strain: float = Field(0.03, ge=0, le=0.5, description="Maximum random cell strain component.")
@@ -149,7 +155,8 @@ class RelaxationConfig(_Strict):
         40, gt=0, description="Stop a candidate after this many steps without a new energy minimum."
     )
     uncertainty_ratio: float = Field(
-        0.5, gt=0, description="Stop as uncertain when max sigma_F >= ratio * max |mean F| ..."
+        0.5, gt=0, description="Stop as uncertain when max sigma_F >= ratio * max |mean F| "
+        "(generalised forces: atoms and the cell's virial per atom) ..."
     )
     uncertainty_floor: float = Field(
         0.15, ge=0, description="... and max sigma_F >= this floor (eV/A)."

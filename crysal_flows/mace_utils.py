@@ -177,6 +177,19 @@ class EnsemblePrediction:
         """Largest standard deviation of a force component over members, per structure, eV/A."""
         return self.forces.std(0).reshape(self.forces.shape[1], -1).max(1)
 
+    def sigma_generalised_force(self, volumes: np.ndarray) -> np.ndarray:
+        """Largest member spread of the generalised forces that a cell relaxation follows, eV/A.
+
+        The larger of ``sigma_force`` and the spread of the cell's force (``volume * stress /
+        n_atoms``, the virial per atom, as in ASE's ``UnitCellFilter``). In a symmetric cell the
+        atomic forces vanish by symmetry in every member, so only the cell term can show that
+        the members disagree there.
+        """
+        n_atoms = self.forces.shape[2]
+        cell = self.stress * np.asarray(volumes, dtype=float)[None, :, None, None] / n_atoms
+        sigma_cell = cell.std(0).reshape(cell.shape[1], -1).max(1)
+        return np.maximum(self.sigma_force, sigma_cell)
+
 
 class Ensemble:
     """M MACE models evaluated together on batches of structures of one composition."""

@@ -43,8 +43,8 @@ class Candidate(BaseModel):
         None, description="Ensemble standard deviation of the energy per atom, eV/atom."
     )
     sigma_force: float | None = Field(
-        None, description="Largest ensemble standard deviation of a force component at the last "
-        "frame, eV/A."
+        None, description="Largest ensemble standard deviation of a generalised force component "
+        "(atoms, and the cell's virial per atom) at the last frame, eV/A."
     )
     max_force: float | None = Field(None, description="Largest generalised force at the end, eV/A.")
     status: CandidateStatus = Field(CandidateStatus.NEW, description="Where the relaxation stopped.")

@@ -204,3 +204,21 @@ def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
         assert "cannot read" in refused(unreadable)
     unreadable.chmod(0o644)
     assert load_config({**base, "training": {"init_models": str(tmp_path / "models")}})
+
+
+def test_uncertainty_sees_symmetric_cells(tiny_ensemble):
+    """In diamond the atomic forces vanish by symmetry in every member, so their spread says
+    nothing; the spread of the cell's force (virial per atom) still shows the members disagree,
+    and a relaxation stops there as uncertain instead of converging on the models' word."""
+    from ase.build import bulk
+
+    ens, _ = tiny_ensemble
+    diamond = bulk("Si", "diamond", a=5.2, cubic=True)  # compressed: the members' stresses differ
+    pred = ens.predict([diamond])
+    assert pred.sigma_force[0] < 1e-4
+    sigma = pred.sigma_generalised_force([diamond.get_volume()])[0]
+    assert sigma > 100 * max(pred.sigma_force[0], 1e-6)
+    cfg = RelaxationConfig(uncertainty_floor=0.5 * sigma, uncertainty_ratio=1e-3)
+    out = relax_batched([diamond], ens, cfg, diamond.get_volume())
+    assert out[0].status == CandidateStatus.UNCERTAIN and out[0].steps == 0
+    assert out[0].sigma_force == pytest.approx(sigma, rel=1e-4)

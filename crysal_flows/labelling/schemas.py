@@ -15,7 +15,7 @@ class LabelDocument(BaseModel):
     oracle: str = Field(..., description="Identity of the oracle and its settings.")
     cycle: int = Field(..., description="Cycle that selected the structure.")
     source_index: int | None = Field(None, description="Pool index of the candidate it came from.")
-    reason: str = Field("", description="Why it was selected: random, score or uncertain.")
+    reason: str = Field("", description="Why it was selected: random, score, uncertain or stuck.")
     success: bool = Field(..., description="Whether the label is usable for training.")
     error: str | None = Field(None, description="Why the label failed, if it did.")
     energy: float | None = Field(None, description="Total energy, eV.")

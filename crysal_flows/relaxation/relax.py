@@ -9,7 +9,9 @@ slow candidate never holds a batch.
 A candidate stops when
 - its largest generalised force is below ``fmax`` (``converged``),
 - the ensemble disagrees: max sigma_F >= max(uncertainty_ratio * max|mean F|, uncertainty_floor)
-  (``uncertain``; the model is out of its depth there, which makes that frame a good label),
+  (``uncertain``; the model is out of its depth there, which makes that frame a good label); F are
+  the generalised forces, atoms and cell (virial per atom), so that a symmetric cell, whose atomic
+  forces vanish in every member, still shows the members' disagreement,
 - it found no new energy minimum for ``patience`` steps (``stalled``),
 - it reached ``max_steps`` (``max_steps``), or
 - its energy, forces or stress are not finite, or its volume collapsed (``failed``).
@@ -79,8 +81,7 @@ def _stop_reason(energy: float, forces: np.ndarray, stress: np.ndarray, sigma_f:
     fmax = float(np.sqrt((gen_forces**2).sum(1)).max())
     if fmax < cfg.fmax:
         return CandidateStatus.CONVERGED
-    max_mean_f = float(np.sqrt((forces**2).sum(1)).max())
-    if sigma_f >= max(cfg.uncertainty_ratio * max_mean_f, cfg.uncertainty_floor):
+    if sigma_f >= max(cfg.uncertainty_ratio * fmax, cfg.uncertainty_floor):
         return CandidateStatus.UNCERTAIN
     if steps >= cfg.max_steps:
         return CandidateStatus.MAX_STEPS
@@ -175,7 +176,8 @@ def relax_batched(
                                 v=np.zeros((n_atoms + 3, 3))))
         pred = ensemble.predict([s.atoms for s in active])
         e_mean, f_mean, s_mean = pred.mean_energy, pred.mean_forces, pred.mean_stress
-        sig_e, sig_f = pred.sigma_energy, pred.sigma_force
+        sig_e = pred.sigma_energy
+        sig_f = pred.sigma_generalised_force([s.atoms.get_volume() for s in active])
         still = []
         for k, slot in enumerate(active):
             energy = float(e_mean[k])
@@ -219,7 +221,8 @@ def _outcome(slot: _Slot, reason: CandidateStatus, sigma_f: float, gen: np.ndarr
 
 
 class CommitteeCalculator(Calculator):
-    """ASE calculator of the ensemble mean; ``results['sigma_force']`` holds the force spread."""
+    """ASE calculator of the ensemble mean; ``results['sigma_force']`` holds the spread of the
+    generalised forces (atoms and cell, see ``EnsemblePrediction.sigma_generalised_force``)."""
 
     implemented_properties = ("energy", "free_energy", "forces", "stress")  # noqa: RUF012
 
@@ -239,7 +242,7 @@ class CommitteeCalculator(Calculator):
             "forces": pred.mean_forces[0],
             "stress": full_3x3_to_voigt_6_stress(pred.mean_stress[0]),
             "sigma_energy": float(pred.sigma_energy[0]),
-            "sigma_force": float(pred.sigma_force[0]),
+            "sigma_force": float(pred.sigma_generalised_force([self.atoms.get_volume()])[0]),
         }
 
 

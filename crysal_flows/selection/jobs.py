@@ -51,19 +51,25 @@ def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.rando
     usable = [c for c in cands if c.status != CandidateStatus.FAILED
               and c.energy_per_atom is not None and math.isfinite(c.energy_per_atom)]
     n_random = int(round(config.random_fraction * n))
+    n_stuck = int(round(config.stuck_fraction * n))
     scored = sorted(
         usable, key=lambda c: c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)
     )
+    stuck = [c for c in scored if c.status == CandidateStatus.UNCERTAIN and c.steps == 0]
     chosen: list[tuple[Candidate, str, float | None]] = []
     prints: list[np.ndarray] = []
-    for c in scored:
-        if len(chosen) >= n - n_random:
-            break
+    # stuck candidates first (up to n_stuck, best scored first), then the best scores
+    for c, limit in [*((c, n_stuck) for c in stuck), *((c, n - n_random) for c in scored)]:
+        if len(chosen) >= limit or any(c.index == x.index for x, _, _ in chosen):
+            continue
         fp = fingerprint(structure_to_atoms(_label_source(c)))
         if prints and min(np.linalg.norm(fp - p) for p in prints) < config.min_fingerprint_distance:
             continue  # near-duplicate of a better-scored pick
         prints.append(fp)
-        reason = "uncertain" if c.status == CandidateStatus.UNCERTAIN else "score"
+        if c.status == CandidateStatus.UNCERTAIN:
+            reason = "stuck" if c.steps == 0 else "uncertain"
+        else:
+            reason = "score"
         chosen.append((c, reason, c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)))
     taken = {c.index for c, _, _ in chosen}
     rest = [c for c in cands if c.index not in taken]
@@ -101,7 +107,8 @@ def select_structures(pool: PoolDocument, ensemble, cycle: int, config: Selectio
                           score=score, predicted_energy_per_atom=pe, predicted_sigma_energy=ps)
         for a, (c, reason, score), pe, ps in zip(atoms, picks, pred_e, pred_s, strict=True)
     ]
-    counts = {r: sum(s.reason == r for s in structures) for r in ("score", "uncertain", "random")}
+    counts = {r: sum(s.reason == r for s in structures)
+              for r in ("score", "uncertain", "stuck", "random")}
     logger.info("cycle %d: selected %d structures to label %s (rattle %.3f A)", cycle,
                 len(structures), counts, rattle)
     return SelectionDocument(cycle=cycle, rattle=rattle, structures=structures)
