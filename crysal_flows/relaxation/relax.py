@@ -221,8 +221,11 @@ def _outcome(slot: _Slot, reason: CandidateStatus, sigma_f: float, gen: np.ndarr
 
 
 class CommitteeCalculator(Calculator):
-    """ASE calculator of the ensemble mean; ``results['sigma_force']`` holds the spread of the
-    generalised forces (atoms and cell, see ``EnsemblePrediction.sigma_generalised_force``)."""
+    """ASE calculator of the ensemble mean and its spread.
+
+    ``results['sigma_force']`` holds the spread of the generalised forces (atoms and cell, see
+    ``EnsemblePrediction.sigma_generalised_force``).
+    """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress")  # noqa: RUF012
 

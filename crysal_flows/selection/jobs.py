@@ -51,7 +51,7 @@ def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.rando
     usable = [c for c in cands if c.status != CandidateStatus.FAILED
               and c.energy_per_atom is not None and math.isfinite(c.energy_per_atom)]
     n_random = int(round(config.random_fraction * n))
-    n_stuck = int(round(config.stuck_fraction * n))
+    n_stuck = round(config.stuck_fraction * n)
     scored = sorted(
         usable, key=lambda c: c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)
     )
