@@ -177,7 +177,8 @@ def relax_batched(
         pred = ensemble.predict([s.atoms for s in active])
         e_mean, f_mean, s_mean = pred.mean_energy, pred.mean_forces, pred.mean_stress
         sig_e = pred.sigma_energy
-        sig_f = pred.sigma_generalised_force([s.atoms.get_volume() for s in active])
+        volumes = [s.atoms.get_volume() for s in active]
+        sig_f = pred.sigma_generalised_force(volumes)
         still = []
         for k, slot in enumerate(active):
             energy = float(e_mean[k])
@@ -188,7 +189,7 @@ def relax_batched(
             slot.since_best = 0 if new_best else slot.since_best + 1
             slot.energies.append(energy)
             reason = _stop_reason(energy, f_mean[k], s_mean[k], float(sig_f[k]), gen,
-                                  abs(np.linalg.det(cell)), slot.steps, slot.since_best, cfg,
+                                  volumes[k], slot.steps, slot.since_best, cfg,
                                   min_volume)
             # a frame where the ensemble disagrees (or that failed) never becomes the structure
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):

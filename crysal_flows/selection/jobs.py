@@ -42,6 +42,11 @@ def _label_source(c: Candidate):  # noqa: ANN202
     return c.structure
 
 
+def _is_stuck(c: Candidate) -> bool:
+    """Whether ``c`` stopped as uncertain before its first step (it stays put until labelled)."""
+    return c.status == CandidateStatus.UNCERTAIN and c.steps == 0
+
+
 def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.random.Generator,
           n: int) -> list[tuple[Candidate, str, float | None]]:
     cands = pool.candidates
@@ -52,26 +57,36 @@ def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.rando
               and c.energy_per_atom is not None and math.isfinite(c.energy_per_atom)]
     n_random = int(round(config.random_fraction * n))
     n_stuck = round(config.stuck_fraction * n)
-    scored = sorted(
-        usable, key=lambda c: c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)
-    )
-    stuck = [c for c in scored if c.status == CandidateStatus.UNCERTAIN and c.steps == 0]
+
+    def score(c: Candidate) -> float:
+        return c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)
+
+    scored = sorted(usable, key=score)
     chosen: list[tuple[Candidate, str, float | None]] = []
     prints: list[np.ndarray] = []
-    # stuck candidates first (up to n_stuck, best scored first), then the best scores
-    for c, limit in [*((c, n_stuck) for c in stuck), *((c, n - n_random) for c in scored)]:
-        if len(chosen) >= limit or any(c.index == x.index for x, _, _ in chosen):
-            continue
-        fp = fingerprint(structure_to_atoms(_label_source(c)))
-        if prints and min(np.linalg.norm(fp - p) for p in prints) < config.min_fingerprint_distance:
-            continue  # near-duplicate of a better-scored pick
-        prints.append(fp)
-        if c.status == CandidateStatus.UNCERTAIN:
-            reason = "stuck" if c.steps == 0 else "uncertain"
-        else:
-            reason = "score"
-        chosen.append((c, reason, c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)))
-    taken = {c.index for c, _, _ in chosen}
+    taken: set[int] = set()
+
+    def take(ranked: list[Candidate], limit: int) -> None:
+        """Add the best of ``ranked`` until ``chosen`` holds ``limit``, skipping near-duplicates."""
+        for c in ranked:
+            if len(chosen) >= limit:
+                return
+            if c.index in taken:
+                continue
+            fp = fingerprint(structure_to_atoms(_label_source(c)))
+            near = min((np.linalg.norm(fp - p) for p in prints), default=np.inf)
+            if near < config.min_fingerprint_distance:
+                continue  # near-duplicate of a better-scored pick
+            prints.append(fp)
+            taken.add(c.index)
+            if c.status == CandidateStatus.UNCERTAIN:
+                reason = "stuck" if _is_stuck(c) else "uncertain"
+            else:
+                reason = "score"
+            chosen.append((c, reason, score(c)))
+
+    take([c for c in scored if _is_stuck(c)], n_stuck)  # stuck candidates first, best scored first
+    take(scored, n - n_random)
     rest = [c for c in cands if c.index not in taken]
     n_more = min(n - len(chosen), len(rest))
     for i in rng.choice(len(rest), size=n_more, replace=False):
