@@ -114,6 +114,30 @@ def test_labels_far_above_the_lowest_teach_a_lower_bound(si_frames):
     assert result.train_rmse_energy < np.std([f.energy / len(f.numbers) for f in frames])
 
 
+def test_held_out_lower_bounds_do_not_pick_the_state(si_frames):
+    """A held-out split of lower bounds only scores 0 at every check; it must not freeze the
+    first state evaluated as 'best', nor be reported as a held-out error of 0."""
+    from dataclasses import replace
+
+    from crysal_flows.config import TrainingConfig
+    from crysal_flows.training.train import train_member
+
+    _, frames = si_frames
+    high = [replace(f, energy=f.energy + 20.0 * len(f.numbers)) for f in frames[:3]]  # bounds
+    data = [*frames, *high]
+    cfg = TrainingConfig(epochs=20, min_steps=0, channels=8, outlier_sigma=1e9,
+                         validation_fraction=1.4 / len(data))  # one held-out frame
+    # a seed whose held-out frame is one of the bounds (the split as train_member draws it)
+    seed = next(s for s in range(1000)
+                if np.random.default_rng(s).permutation(len(data))[0] >= len(frames))
+    result = train_member(data, cfg, seed=seed)
+    assert result.n_validation == 1
+    assert result.validation_rmse_energy is None and result.validation_rmse_forces is None
+    # the final state is kept: it fits at least as well as training half as long
+    half = train_member(data, cfg.model_copy(update={"epochs": 10}), seed=seed)
+    assert result.train_rmse_energy < half.train_rmse_energy
+
+
 def _export(results, directory):
     from crysal_flows.training.models import export_members
     from crysal_flows.training.schemas import MemberDocument

@@ -190,6 +190,9 @@ def train_member(
         optimizer, T_max=epochs, eta_min=config.learning_rate * 0.05
     )
     bs = config.batch_size
+    # held-out frames that are fitted: lower bounds say nothing about which state fits best (an
+    # all-bounds split would score 0 and freeze the first state evaluated)
+    fitted_val = [i for i in val_idx if not bool(targets[i]["bound"])]
     best_state, best_loss = None, math.inf
     for epoch in range(epochs):
         perm = [train_idx[k] for k in rng.permutation(len(train_idx))]
@@ -214,7 +217,7 @@ def train_member(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
         scheduler.step()
-        if val_idx and (epoch >= epochs // 2) and (epoch % 5 == 4 or epoch == epochs - 1):
+        if fitted_val and (epoch >= epochs // 2) and (epoch % 5 == 4 or epoch == epochs - 1):
             ve, vf = _evaluate(model, graphs, targets, val_idx, bs)
             score = config.energy_weight * ve**2 + config.forces_weight * vf**2
             if score < best_loss:
@@ -224,7 +227,7 @@ def train_member(
         model.load_state_dict(best_state)
     model.eval()
     tr_e, tr_f = _evaluate(model, graphs, targets, train_idx, bs)
-    va_e, va_f = _evaluate(model, graphs, targets, val_idx, bs) if val_idx else (None, None)
+    va_e, va_f = _evaluate(model, graphs, targets, fitted_val, bs) if fitted_val else (None, None)
     checkpoint, sha = model_to_checkpoint(model, hyper)
     return TrainResult(
         checkpoint=checkpoint, sha256=sha, hyper=hyper, n_train=len(train_idx),
