@@ -229,8 +229,8 @@ def _plots(results: list[dict], out: Path) -> None:
 
 def _table(results: list[dict]) -> str:
     head = (f"{'system':<8} {'seed':>4} {'found':>5} {'cycles':>6} {'single pts':>10} "
-            f"{'valid.':>6} {'AL cost':>7} {'RS hits':>7} {'RS cost':>8} {'RS/AL':>6} {'AL wall':>8} "
-            f"{'RS wall':>8}")
+            f"{'valid.':>6} {'AL cost':>7} {'RS hits':>7} {'RS cost':>8} {'RS/AL':>6} "
+            f"{'AL wall':>8} {'RS wall':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         s, b = r["search"], r["baseline"]
@@ -248,9 +248,10 @@ def _table(results: list[dict]) -> str:
             f"{b['seconds'] / 60:>7.1f}m")
     for system in sorted({r["system"] for r in results}):
         rs = [r for r in results if r["system"] == system]
+        rs_hits = sum(r["baseline"]["n_success"] > 0 for r in rs)
         lines.append(f"{system}: active learning found the ground state in "
                      f"{sum(r['found'] for r in rs)}/{len(rs)} seeds; random search (its "
-                     f"relaxed candidates) in {sum(r['baseline']['n_success'] > 0 for r in rs)}/{len(rs)}")
+                     f"relaxed candidates) in {rs_hits}/{len(rs)}")
     return "\n".join(lines)
 
 
@@ -322,7 +323,8 @@ def main() -> None:
                     "first system (e.g. Si46) from scratch and from the first system's models, "
                     "for each seed, and compare")
     ap.add_argument("--report", nargs="+", metavar="DIR", help="only print the table and draw "
-                    "the plots of earlier runs' results.json in these directories, merged, to --out")
+                    "the plots of earlier runs' results.json in these directories, merged, "
+                    "to --out")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     if args.report:
@@ -349,7 +351,8 @@ def main() -> None:
     done = out / "results.json"
     results = json.loads(done.read_text()) if done.exists() else []
     for system in args.systems:
-        if all((system, seed) in {(r["system"], r["seed"]) for r in results} for seed in args.seeds):
+        have = {(r["system"], r["seed"]) for r in results}
+        if all((system, seed) in have for seed in args.seeds):
             continue
         gs = oracle_relax(prototype(system), OracleConfig(kind=args.oracle), args.fmax,
                           args.max_steps)
