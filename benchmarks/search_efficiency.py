@@ -41,12 +41,18 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# one core per process (set before numpy loads its BLAS): the oracle's relaxations otherwise spread
+# OpenMP/BLAS threads over both cores and slow a second benchmark process beside this one
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
