@@ -29,7 +29,7 @@ CONVERGING = {
     "selection": {"n_labels": 6, "n_labels_first": 12},
     "training": {"n_members": 2, "epochs": 1, "warm_start_epochs": 1, "min_steps": 600},
     "relaxation": {"max_steps": 60, "patience": 30, "n_shards": 2},
-    "analysis": {"min_cycles": 2, "max_cycles": 7, "n_top_clusters": 3, "energy_tolerance": 0.03,
+    "analysis": {"min_cycles": 2, "max_cycles": 9, "n_top_clusters": 3, "energy_tolerance": 0.03,
                  "max_prediction_error": 0.05},
     "validation": {"n_structures": 2, "max_steps": 100},
     "references": [{"label": "diamond", "bulk": {"name": "Si", "crystalstructure": "diamond",
