@@ -223,3 +223,29 @@ def test_cp2k_validation_relaxation_counts_every_force_evaluation():
         start.lattice.volume, rel=1e-6)
     # lower than where it started (the start's energy is the first evaluation)
     assert doc.energy_per_atom < _energy(_si2(displace=0.15, strain=0.03)) / 2
+
+
+def test_cp2k_kpoints_are_the_full_gamma_mesh_reduced_by_time_reversal_only():
+    from crysal_flows.labelling.dft import cp2k_kpoints
+
+    cubic = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
+    k = cp2k_kpoints(cubic, 48)
+    assert sum(k.kpts_weights) == 4 * 4 * 4  # every mesh point counted once
+    assert len(k.kpts) == 36  # (64 + 8 self-inverse points) / 2: time reversal, nothing more
+    assert tuple(k.kpts[0]) != (0.0, 0.0, 0.0)  # pymatgen would read a leading Gamma as Gamma only
+    pts = {tuple(p) for p in k.kpts}
+    assert not any(tuple(-x if abs(x) != 0.5 else x for x in p) in pts - {p} for p in pts)
+
+
+def test_cp2k_symmetric_cell_gets_zero_forces_and_isotropic_stress():
+    """A symmetry-reduced k-list broke both (0.055 eV/A, sheared stress on cubic diamond)."""
+    from crysal_flows.labelling.dft import dft_single_point
+
+    cubic = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
+    cfg = OracleConfig(kind="cp2k", kpoint_density=48, input_settings={"cutoff": 200}, max_errors=1)
+    r = dft_single_point(cubic, cfg)
+    assert np.abs(r.forces).max() < 1e-3
+    s = r.stress
+    assert np.abs(s - np.diag(np.diag(s))).max() < 1e-4
+    assert np.ptp(np.diag(s)) < 1e-4
+    assert abs(s[0, 0]) > 1e-3  # a real, non-zero pressure at 5.43 A with these settings

@@ -45,6 +45,7 @@ __all__ = [
     "dft_single_point",
     "vasp_input_generator",
     "cp2k_input_generator",
+    "cp2k_kpoints",
 ]
 
 #: CP2K settings for random structures (atomate2 ``user_input_settings``; overridable per search).
@@ -204,7 +205,35 @@ def cp2k_input_generator(config: OracleConfig, structure: Structure, relax: dict
     settings = _merge(settings, config.input_settings)
     cls = CellOptSetGenerator if relax is not None else StaticSetGenerator
     return cls(user_input_settings=settings,
-               user_kpoints_settings={"reciprocal_density": config.kpoint_density})
+               user_kpoints_settings=cp2k_kpoints(structure, config.kpoint_density))
+
+
+def cp2k_kpoints(structure: Structure, density: float):  # noqa: ANN201
+    """The Gamma-centred mesh of ``density`` k-points per reciprocal volume, as an explicit list.
+
+    Only time reversal (k, -k) reduces it. pymatgen's default writes CP2K the mesh reduced by the
+    structure's space group, and CP2K does not symmetrise forces and stress over such a list:
+    cubic diamond Si8 got forces of 0.055 eV/A and a sheared stress, and a cell optimisation,
+    which keeps the list as the cell loses its symmetry, collapsed into a spurious dense state.
+    """
+    from pymatgen.io.vasp.inputs import Kpoints, KpointsSupportedModes
+
+    divisions = Kpoints.automatic_density_by_vol(structure, density, force_gamma=True).kpts[0]
+    grid = np.stack(np.meshgrid(*[np.arange(n) / n for n in divisions], indexing="ij"), -1)
+
+    def fold(k: np.ndarray) -> tuple[float, ...]:  # into [-1/2, 1/2)
+        return tuple(float(x) for x in np.round(k - np.floor(k + 0.5 + 1e-9), 9) + 0.0)
+
+    weights: dict[tuple, int] = {}
+    for k in grid.reshape(-1, 3):
+        minus = fold(-k)
+        key = minus if minus in weights else fold(k)
+        weights[key] = weights.get(key, 0) + 1
+    # Gamma last: pymatgen's CP2K set reads an explicit list that starts at Gamma as Gamma only
+    kpts, wts = list(weights)[::-1], list(weights.values())[::-1]
+    return Kpoints(comment=f"Gamma-centred {divisions}, time-reversal reduced",
+                   style=KpointsSupportedModes.Reciprocal, num_kpts=len(kpts),
+                   kpts=kpts, kpts_weights=wts)
 
 
 def vasp_input_generator(config: OracleConfig, relax: dict | None = None):  # noqa: ANN201
