@@ -5,6 +5,8 @@ against the code itself: forces against a finite difference of its energies, the
 against the energy change under a uniform strain.
 """
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,11 @@ def test_dft_settings_are_validated_and_identify_the_oracle():
     assert a == oracle_identity(OracleConfig(kind="cp2k", command="srun cp2k.psmp"))
     assert a != oracle_identity(OracleConfig(kind="cp2k", input_settings={"cutoff": 400}))
     assert a != oracle_identity(OracleConfig(kind="cp2k", kpoint_density=100))
+    # labels written with the earlier space-group-reduced k-point lists carry another identity
+    cfg = OracleConfig(kind="cp2k")
+    old = {"input_settings": cfg.input_settings, "kpoint_density": cfg.kpoint_density}
+    old_digest = hashlib.sha1(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()
+    assert a.startswith("cp2k#") and a != f"cp2k#{old_digest[:10]}"
 
 
 def test_vasp_inputs_for_random_structures(tmp_path):

@@ -30,6 +30,10 @@ def oracle_identity(config: OracleConfig) -> str:
         # what changes the numbers (not the command or the number of processes)
         settings: dict[str, Any] = {"input_settings": config.input_settings,
                                     "kpoint_density": config.kpoint_density}
+        if config.kind == "cp2k":
+            # CP2K labels are computed on the full Gamma-centred mesh (time reversal only);
+            # labels from the earlier space-group-reduced lists are a different oracle
+            settings["kpoints"] = "gamma-full-time-reversal"
     elif config.kwargs:
         settings = config.kwargs
     else:

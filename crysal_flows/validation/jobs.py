@@ -137,8 +137,12 @@ def _matches_reference(structure: Structure, reference: Structure) -> bool:
 @job(on_missing_references=OnMissing.NONE)
 def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
                 run: dict, references: list[ReferenceStructure], oracle: OracleConfig,
-                validation_fmax: float, started: float | None = None) -> ReportDocument:
-    """Deduplicate the oracle-relaxed minima, match references, add up the oracle cost."""
+                validation_fmax: float, started: float | None = None,
+                validation_max_steps: int = 300) -> ReportDocument:
+    """Deduplicate the oracle-relaxed minima, match references, add up the oracle cost.
+
+    The references are relaxed with the oracle under the validation's own fmax and step limit.
+    """
     summaries = [load(s) for s in summaries]
     done = [r for r in relaxations if r is not None and r.success and r.structure is not None]
     done.sort(key=lambda r: r.energy_per_atom)
@@ -155,7 +159,7 @@ def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
     ref_structs = {ref.label: build_reference(ref) for ref in references}
     ref_energies: dict[str, float | None] = {}
     for label, s in ref_structs.items():
-        rr = oracle_relax(s, oracle, validation_fmax, 300)
+        rr = oracle_relax(s, oracle, validation_fmax, validation_max_steps)
         ref_energies[label] = rr.energy_per_atom
     best = groups[0][0].energy_per_atom if groups else math.nan
     minima = []
@@ -211,7 +215,8 @@ def validate_minima(pool, summary, summary_uuids: list[str], relax_maker: Oracle
         jobs.append(j)
     summaries = [StoredOutput(uuid=u) for u in summary_uuids]
     report = make_report([j.output for j in jobs], summaries, run, references,
-                         relax_maker.oracle, relax_maker.fmax, started)
+                         relax_maker.oracle, relax_maker.fmax, started,
+                         validation_max_steps=relax_maker.max_steps)
     report.name = REPORT_JOB_NAME
     route(jobs, "oracle", workers)
     route(report, "driver", workers)
