@@ -295,10 +295,47 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
                          "validation_steps": report["validation_steps"],
                          "cost": report["oracle_cost"], "seconds": seconds,
                          "best": min((m["energy_per_atom"] for m in report["minima"]),
-                                     default=None), "ground_state": gs.energy_per_atom})
+                                     default=None), "ground_state": gs.energy_per_atom,
+                         "history": report["history"]})
             (out / "transfer.json").write_text(json.dumps(rows, indent=1))
             print(_transfer_table(rows[-1:]), flush=True)
+    _transfer_plot(rows, out)
     return rows
+
+
+def _transfer_plot(rows: list[dict], out: Path) -> None:
+    """transfer.png: per cycle, the best ML energy of the pool and the ensemble's force spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get("history")]
+    if not rows:
+        return
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for r in rows:
+        color = "C0" if r["start"] == "scratch" else "C2"
+        hist, gs = r["history"], r["ground_state"]
+        label = f"{r['system']} seed {r['seed']}, {r['start']}"
+        labels = [h["labels"] for h in hist]
+        a1.plot(labels, [h["best_energy_per_atom"] - gs for h in hist], "o-", color=color,
+                label=f"{label} (ML pool)")
+        if r["best"] is not None:
+            a1.plot([r["cost"]], [r["best"] - gs], "*", ms=12, color=color,
+                    label=f"{label}, after validation")
+        a2.plot(labels, [h["sigma_force_median"] for h in hist], "o-", color=color, label=label)
+    a1.axhline(0, color="k", ls=":", lw=1)
+    a1.set_xlabel("oracle calls (circles: labels; stars: labels + validation steps)")
+    a1.set_ylabel("best energy above ground state (eV/atom)")
+    a1.legend(fontsize=7)
+    a2.set_xlabel("labels")
+    a2.set_ylabel("median ensemble force spread (eV/A)")
+    a2.legend(fontsize=7)
+    fig.suptitle("larger cell: from scratch and from the smaller cell's models")
+    fig.tight_layout()
+    fig.savefig(out / "transfer.png", dpi=120)
+    plt.close(fig)
 
 
 def _transfer_table(rows: list[dict]) -> str:
@@ -339,6 +376,12 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         _plots(results, out)
         print(_table(results))
+        transfer = [r for d in args.report if (Path(d) / "transfer.json").exists()
+                    for r in json.loads((Path(d) / "transfer.json").read_text())]
+        if transfer:
+            _transfer_plot(transfer, out)
+            print()
+            print(_transfer_table(transfer))
         return
     if not args.systems:
         ap.error("give at least one system (or --report DIR...)")
@@ -403,7 +446,8 @@ def main() -> None:
         transfer = run_transfer(args, results, out)
         print()
         print(_transfer_table(transfer))
-    print(f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/cycles_*.png")
+    print(f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/cycles_*.png"
+          + (f", {out / 'transfer.json'}, {out / 'transfer.png'}" if args.transfer else ""))
 
 
 if __name__ == "__main__":
