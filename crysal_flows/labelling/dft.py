@@ -208,6 +208,11 @@ def cp2k_input_generator(config: OracleConfig, structure: Structure, relax: dict
                user_kpoints_settings=cp2k_kpoints(structure, config.kpoint_density))
 
 
+#: The k-point scheme ``cp2k_kpoints`` writes; part of the CP2K oracle's identity, so labels from
+#: another scheme (the earlier space-group-reduced lists) are never mixed with these.
+CP2K_KPOINT_SCHEME = "gamma-full-time-reversal"
+
+
 def cp2k_kpoints(structure: Structure, density: float):  # noqa: ANN201
     """The Gamma-centred mesh of ``density`` k-points per reciprocal volume, as an explicit list.
 

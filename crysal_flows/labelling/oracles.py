@@ -31,9 +31,9 @@ def oracle_identity(config: OracleConfig) -> str:
         settings: dict[str, Any] = {"input_settings": config.input_settings,
                                     "kpoint_density": config.kpoint_density}
         if config.kind == "cp2k":
-            # CP2K labels are computed on the full Gamma-centred mesh (time reversal only);
-            # labels from the earlier space-group-reduced lists are a different oracle
-            settings["kpoints"] = "gamma-full-time-reversal"
+            from crysal_flows.labelling.dft import CP2K_KPOINT_SCHEME
+
+            settings["kpoints"] = CP2K_KPOINT_SCHEME
     elif config.kwargs:
         settings = config.kwargs
     else:
