@@ -106,18 +106,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from jobflow import run_locally
 
     from crysal_flows.flows import CrystalSearchMaker, CycleMaker
-    from crysal_flows.resume import find_unfinished, mark, record_run, resume_flow
+    from crysal_flows.resume import find_resumable, mark, record_run, resume_flow
     from crysal_flows.store import local_store
 
     store = local_store(config.store)
-    unfinished = None if args.new else find_unfinished(config.store, config)
+    previous = None if args.new else find_resumable(config.store, config)
     where = Path(config.store).resolve()
-    if unfinished is not None:
-        cycle_maker = CycleMaker(config=config, started=unfinished.started,
-                                 run_id=unfinished.run_id)
-        flow, start = resume_flow(store, cycle_maker)
-        print(f"crysal: resuming run {cycle_maker.run_id} of search {config.name} "
-              f"({config.composition}) from {start}; store {where} (--new starts afresh)",
+    resumed = None
+    if previous is not None:
+        cycle_maker = CycleMaker(config=config, started=previous.started, run_id=previous.run_id)
+        resumed = resume_flow(store, cycle_maker, finished=previous.status == "finished")
+    if resumed is not None:
+        flow, start = resumed
+        how = ""
+        if previous.max_cycles != config.analysis.max_cycles:  # recorded under the new settings
+            how = f" with max_cycles {previous.max_cycles} -> {config.analysis.max_cycles}"
+            record_run(config.store, config, previous.run_id, previous.started)
+        verb = f"continuing {previous.status} run" if how else "resuming run"
+        print(f"crysal: {verb} {cycle_maker.run_id} of search {config.name} "
+              f"({config.composition}){how} from {start}; store {where} (--new starts afresh)",
               flush=True)
     else:
         cycle_maker = CycleMaker(config=config, started=time.time())
@@ -211,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="search configuration (YAML)")
     run.add_argument("--store", help="store directory (default: the config's 'store')")
     run.add_argument("--new", action="store_true", help="start a new run even if the store holds "
-                     "an unfinished run of this configuration (default: resume it)")
+                     "an unfinished run of this configuration, or a run that stopped at a lower "
+                     "analysis.max_cycles (default: resume or continue it)")
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
     res = sub.add_parser("results", help="list finished runs and their minima")

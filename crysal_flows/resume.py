@@ -13,6 +13,11 @@ cycle), so it picks the same structures, and each oracle job first looks in the 
 successful label of the same run with the same key (structure, oracle, settings): labels computed
 before the crash are reused, not recomputed or duplicated. Training and ML relaxation, which cost no
 oracle calls, are redone.
+
+Raising ``analysis.max_cycles`` continues a run, finished or not, whose search stopped at its old
+``max_cycles`` without meeting the stopping criterion: the next cycle starts from the last one's
+stored state, and the earlier cycles' labels, ensembles and report stay as they are. Every other
+setting must be the same; a run that met the criterion is not continued.
 """
 
 from __future__ import annotations
@@ -33,13 +38,22 @@ from crysal_flows.refs import StoredOutput
 from crysal_flows.schemas import SearchState
 from crysal_flows.store import local_collection
 
-__all__ = ["RunRecord", "config_hash", "find_unfinished", "mark", "record_run", "resume_flow"]
+__all__ = ["RunRecord", "config_hash", "find_resumable", "mark", "record_run", "resume_flow"]
+
+MAX_CYCLES_LIMIT = 100  # AnalysisConfig.max_cycles' upper bound
 
 
 def config_hash(config: SearchConfig) -> str:
     """Hash of everything in a configuration that changes results (not the store path)."""
     data = config.model_dump(mode="json", exclude={"store"})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _same_search(config: SearchConfig) -> dict[str, int]:
+    """``config_hash`` of this configuration under each ``max_cycles`` -> that ``max_cycles``."""
+    return {config_hash(config.model_copy(update={
+        "analysis": config.analysis.model_copy(update={"max_cycles": k})})): k
+        for k in range(1, MAX_CYCLES_LIMIT + 1)}
 
 
 @dataclass
@@ -51,6 +65,7 @@ class RunRecord:
     config_hash: str
     started: float
     status: str  # running | finished
+    max_cycles: int  # the run's analysis.max_cycles
 
 
 @contextmanager
@@ -80,14 +95,24 @@ def mark(path: str | Path, run_id: str, status: str) -> None:
             runs.update([{**doc, "status": status, "updated": time.time()}])
 
 
-def find_unfinished(path: str | Path, config: SearchConfig) -> RunRecord | None:
-    """The latest unfinished run of this configuration in the store, if any."""
+def find_resumable(path: str | Path, config: SearchConfig) -> RunRecord | None:
+    """The run of this search that ``crysal run`` goes on with, if any.
+
+    The latest unfinished run of this configuration, or of the same one with another
+    ``max_cycles``; else the latest finished run of the same search with another ``max_cycles``
+    (``resume_flow`` tells whether it can be continued).
+    """
+    family = _same_search(config)
     with _runs(path) as runs:
-        d = runs.query_one({"config_hash": config_hash(config), "status": "running"},
-                           sort={"started": -1})
-    if d is None:
+        docs = list(runs.query({"config_hash": {"$in": list(family)}}, sort={"started": -1}))
+    own = family[config_hash(config)]
+    docs = ([d for d in docs if d["status"] == "running"]
+            + [d for d in docs if d["status"] != "running" and family[d["config_hash"]] != own])
+    if not docs:
         return None
-    return RunRecord(d["run_id"], d["name"], d["config_hash"], d["started"], d["status"])
+    d = docs[0]
+    return RunRecord(d["run_id"], d["name"], d["config_hash"], d["started"], d["status"],
+                     family[d["config_hash"]])
 
 
 def _outputs(store: JobStore, run_id: str, name_regex: str) -> list[dict[str, Any]]:
@@ -95,10 +120,14 @@ def _outputs(store: JobStore, run_id: str, name_regex: str) -> list[dict[str, An
                             properties=["uuid", "output", "name", "completed_at"], load=False))
 
 
-def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None) -> tuple[Flow, str]:
+def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None,
+                finished: bool = False) -> tuple[Flow, str] | None:
     """The remaining flow of ``cycle_maker.run_id`` and a sentence saying where it resumes.
 
-    ``cycle_maker`` must carry the run's id and configuration.
+    ``cycle_maker`` must carry the run's id and configuration, whose ``max_cycles`` decides
+    whether the last finished cycle is followed by another or by validation. A ``finished`` run
+    gets only further cycles: None when its last cycle met the criterion or reached the new
+    ``max_cycles``.
     """
     from crysal_flows.flows import CrystalSearchMaker, tag_run
 
@@ -110,9 +139,14 @@ def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None) -> tu
         last = max(summaries, key=lambda d: d["output"]["cycle"])["output"]
         info = last["resume"]
         state = SearchState.model_validate(info["next_state"])
-        flow = cycle_maker.follow_up(info, state, last["stop"], info["n_members"])
-        where = ("validation" if last["stop"] else f"cycle {state.cycle}") + \
+        stop = last["converged"] or state.cycle >= cfg.analysis.max_cycles
+        if finished and stop:
+            return None
+        flow = cycle_maker.follow_up(info, state, stop, info["n_members"])
+        where = ("validation" if stop else f"cycle {state.cycle}") + \
             f" (after cycle {last['cycle']}, {last['oracle_single_points']} labels so far)"
+    elif finished:
+        return None
     elif pools:
         flow = cycle_maker.make(StoredOutput(uuid=pools[0]["uuid"]))
         where = "cycle 0 (the pool was generated)"

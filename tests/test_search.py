@@ -191,3 +191,52 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
     singles = list(js.query({"name": {"$regex": "^oracle single point"},
                              "output.cycle": 1, "output.reused": False}))
     assert len(singles) == 4  # each of cycle 1's oracle calls ran once, before the kill
+
+
+@pytest.mark.slow
+def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
+    """A finished run that reached max_cycles goes on from its last cycle when max_cycles rises."""
+    import yaml
+
+    from crysal_flows.resume import find_resumable
+    from crysal_flows.store import local_store
+
+    store = tmp_path / "store"
+    # a criterion no run meets: the search stops at max_cycles
+    never = {"min_cycles": 1, "energy_tolerance": 1e-12, "max_prediction_error": 1e-12}
+    cfg = tmp_path / "tiny.yaml"
+
+    def run(max_cycles: int) -> str:
+        cfg.write_text(yaml.safe_dump({**TINY, "analysis": {**never, "max_cycles": max_cycles},
+                                       "store": str(store)}))
+        res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+                             capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout
+
+    first = run(1)
+    assert "stopped at max_cycles=1" in first
+    # another setting changed: not the same search
+    other = load_config({**TINY, "seed": 2, "analysis": {**never, "max_cycles": 2}})
+    assert find_resumable(store, other) is None
+    record = find_resumable(store, load_config({**TINY, "analysis": {**never, "max_cycles": 2}}))
+    assert record is not None and record.status == "finished" and record.max_cycles == 1
+
+    second = run(2)
+    assert f"continuing finished run {record.run_id}" in second, second[:2000]
+    assert "max_cycles 1 -> 2 from cycle 1 (after cycle 0, 8 labels so far)" in second
+    res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
+                          str(store), "--json"], capture_output=True, text=True)
+    reports = json.loads(res.stdout)
+    # the first report stays; the second is the same run, one cycle and 4 labels further
+    assert [(r["run_id"], r["cycles"], r["oracle_single_points"]) for r in reports] == [
+        (record.run_id, 1, 8), (record.run_id, 2, 12)]
+    js = local_store(store, create=False)
+    js.connect()
+    fresh = list(js.query({"name": {"$regex": "^oracle single point"}, "output.reused": False},
+                          properties=["output.cycle"]))
+    assert sorted(d["output"]["cycle"] for d in fresh) == [0] * 8 + [1] * 4  # none ran twice
+    js.close()
+    # the same configuration again: that run is finished, so this is a new one
+    assert find_resumable(store, load_config({**TINY, "analysis": {**never, "max_cycles": 2}})) \
+        is None
