@@ -193,7 +193,8 @@ class AnalysisConfig(_Strict):
         "(eV/atom) before it was retrained on them."
     )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
-    max_cycles: int = Field(8, ge=1, le=100, description="Stop after this many cycles regardless.")
+    max_cycles: int = Field(8, ge=1, le=100, description="Stop after this many cycles regardless. "
+                            "Raise it and run again to continue a run that stopped here.")
 
 
 class ValidationConfig(_Strict):
