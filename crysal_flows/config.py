@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from crysal_flows.mson import MSONModel
 
 __all__ = [
+    "MAX_CYCLES_LIMIT",
     "AnalysisConfig",
     "ConfigError",
     "OracleConfig",
@@ -29,6 +30,9 @@ __all__ = [
     "WorkersConfig",
     "load_config",
 ]
+
+
+MAX_CYCLES_LIMIT = 100  # upper bound of analysis.max_cycles
 
 
 class ConfigError(ValueError):
@@ -193,7 +197,8 @@ class AnalysisConfig(_Strict):
         "(eV/atom) before it was retrained on them."
     )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
-    max_cycles: int = Field(8, ge=1, le=100, description="Stop after this many cycles regardless. "
+    max_cycles: int = Field(8, ge=1, le=MAX_CYCLES_LIMIT,
+                            description="Stop after this many cycles regardless. "
                             "Raise it and run again to continue a run that stopped here.")
 
 

@@ -228,12 +228,16 @@ class CycleMaker(Maker):
             "n_failed_labels": training_set.n_failed_total,
             "history": [*state.history, top], "summaries": [*state.summaries, me],
         })
-        stop = converged or c + 1 >= an.max_cycles
+        stop = self.stops(converged, c + 1)
         summary.stop = stop
         summary.resume = {**uuids, "n_members": len(ensemble.members),
                           "next_state": next_state.model_dump(mode="json")}
         return Response(output=summary,
                         addition=self.follow_up(uuids, next_state, stop, len(ensemble.members)))
+
+    def stops(self, converged: bool, cycles_done: int) -> bool:
+        """Whether the search ends after ``cycles_done`` cycles: criterion met, or max_cycles."""
+        return converged or cycles_done >= self.config.analysis.max_cycles
 
     def follow_up(self, uuids: dict[str, str], next_state: SearchState, stop: bool,
                   n_members: int) -> Flow:

@@ -33,14 +33,12 @@ from typing import Any
 
 from jobflow import Flow, JobStore
 
-from crysal_flows.config import SearchConfig
+from crysal_flows.config import MAX_CYCLES_LIMIT, SearchConfig
 from crysal_flows.refs import StoredOutput
 from crysal_flows.schemas import SearchState
 from crysal_flows.store import local_collection
 
 __all__ = ["RunRecord", "config_hash", "find_resumable", "mark", "record_run", "resume_flow"]
-
-MAX_CYCLES_LIMIT = 100  # AnalysisConfig.max_cycles' upper bound
 
 
 def config_hash(config: SearchConfig) -> str:
@@ -105,7 +103,7 @@ def find_resumable(path: str | Path, config: SearchConfig) -> RunRecord | None:
     family = _same_search(config)
     with _runs(path) as runs:
         docs = list(runs.query({"config_hash": {"$in": list(family)}}, sort={"started": -1}))
-    own = family[config_hash(config)]
+    own = config.analysis.max_cycles
     docs = ([d for d in docs if d["status"] == "running"]
             + [d for d in docs if d["status"] != "running" and family[d["config_hash"]] != own])
     if not docs:
@@ -139,7 +137,7 @@ def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None,
         last = max(summaries, key=lambda d: d["output"]["cycle"])["output"]
         info = last["resume"]
         state = SearchState.model_validate(info["next_state"])
-        stop = last["converged"] or state.cycle >= cfg.analysis.max_cycles
+        stop = cycle_maker.stops(last["converged"], state.cycle)
         if finished and stop:
             return None
         flow = cycle_maker.follow_up(info, state, stop, info["n_members"])
