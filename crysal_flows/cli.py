@@ -76,6 +76,9 @@ def format_report(r: dict[str, Any]) -> str:
     lines += [_minimum_row(m) for m in r["minima"]]
     if not r["minima"]:
         lines.append("  (no minimum: every validation relaxation failed)")
+    for f in r.get("failed_relaxations", []):
+        lines.append(f"  validation of cluster {f['cluster_rank']} (candidate {f['source_index']}) "
+                     f"failed: {f['error'][:120]}")
     for label, e in r.get("references", {}).items():
         found = "found" if label in r.get("found", []) else "NOT found"
         lines.append(f"  reference {label}: {'n/a' if e is None else f'{e:.4f}'} eV/atom "
@@ -133,14 +136,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"crysal: search {config.name} ({config.composition}), run {cycle_maker.run_id}, "
               f"store {where}", flush=True)
     t0 = time.time()
-    run_locally(flow, store=store, ensure_success=True, log=args.verbose)
-    mark(config.store, cycle_maker.run_id, "finished")
+    failures = _FailedJobs()
+    local_log = logging.getLogger("jobflow.managers.local")  # logs each job that raised, at INFO
+    local_log.setLevel(logging.INFO)
+    local_log.addHandler(failures)
+    try:
+        run_locally(flow, store=store, log=args.verbose)
+    finally:
+        local_log.removeHandler(failures)
     reports = [r for r in _reports(config.store) if r["run_id"] == cycle_maker.run_id]
     if not reports:
-        print("crysal: the search finished without a report", file=sys.stderr)
+        print(f"crysal: the search stopped without a report: {failures.summary()}; run the same "
+              "command again to resume it after its last finished cycle", file=sys.stderr)
         return 1
+    mark(config.store, cycle_maker.run_id, "finished")
     print(f"\nfinished in {(time.time() - t0) / 60:.1f} min\n" + format_report(reports[-1]))
+    if failures.names:
+        print(f"\ncrysal: {failures.summary()}; the search went on without them", file=sys.stderr)
     return 0
+
+
+class _FailedJobs(logging.Handler):
+    """Collects the jobs that raised under ``run_locally`` (jobflow logs them and goes on)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.names: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if " failed with exception:" not in msg:
+            return
+        name = msg.split(" failed with exception:")[0]
+        self.names.append(name)
+        last = msg.strip().splitlines()[-1]
+        print(f"crysal: job '{name}' failed: {last}", file=sys.stderr, flush=True)
+
+    def summary(self) -> str:
+        if not self.names:
+            return "no job failed"
+        return f"{len(self.names)} job(s) failed ({', '.join(self.names[:5])})"
 
 
 def cmd_results(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from jobflow import Flow, Maker, OutputReference, Response, job
+from jobflow import Flow, Maker, OutputReference, Response
 
 from crysal_flows.analysis.clustering import cluster_low_energy
 from crysal_flows.analysis.schemas import MAX_STORED_ENERGIES, ClusterDocument, CycleSummary
@@ -29,6 +29,7 @@ from crysal_flows.generation.jobs import PoolMaker
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.labelling.jobs import OracleStaticMaker, gather_labels, label_structures
 from crysal_flows.labelling.schemas import TrainingSetDocument
+from crysal_flows.jobs import crysal_job
 from crysal_flows.refs import StoredOutput
 from crysal_flows.relaxation.jobs import RelaxShardMaker, merge_shards, shard_indices
 from crysal_flows.routing import route
@@ -147,11 +148,9 @@ class CycleMaker(Maker):
         route([label, gather, ens, merged, analyse], "driver", cfg.workers)
         flow = Flow([select, label, gather, *members, ens, *shards, merged, analyse],
                     output=analyse.output, name=f"cycle {c}")
-        # jobs load StoredOutput references from the running job's store
-        flow.update_config({"expose_store": True}, dynamic=True)
         return flow
 
-    @job(output_schema=CycleSummary)
+    @crysal_job(schema=CycleSummary)
     def analyse(self, pool: PoolDocument, training_set: TrainingSetDocument,
                 ensemble: EnsembleDocument, state: SearchState, uuids: dict[str, str]) -> Response:
         """Cluster the pool, apply the stopping criterion and add the next cycle or validation."""
@@ -257,7 +256,6 @@ class CycleMaker(Maker):
             route(follow, "driver", cfg.workers)
             follow.name = "validate minima"
             flow = Flow([follow], name="validation")
-            flow.update_config({"expose_store": True}, dynamic=True)
             return flow
         return self.make(StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=uuids["training_set"]),
                          StoredOutput(uuid=uuids["ensemble"]), next_state,
@@ -284,9 +282,9 @@ class CrystalSearchMaker(Maker):
         pool.name = "generate pool"
         route(pool, "driver", cfg.workers)
         first = cycle_maker.make(pool.output)
+        # the run's name first: FireWorks' web GUI cuts long workflow names short
         flow = Flow([pool, first], output=first.output,
-                    name=f"{self.name}: {cfg.name} ({cfg.composition})")
-        flow.update_config({"expose_store": True}, dynamic=True)
+                    name=f"{cfg.name} ({cfg.composition}) {self.name} {cycle_maker.run_id}")
         tag_run(flow, cycle_maker.run_id)
         return flow
 

@@ -151,5 +151,5 @@ def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None,
     else:  # tagged with the run id already
         return (CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker,
                                    pool_maker=pool_maker).make(), "the start (nothing was stored)")
-    tag_run(flow, run_id)  # cycle and validation flows come with expose_store set
+    tag_run(flow, run_id)
     return flow, where

@@ -21,6 +21,7 @@ class CandidateStatus(str, Enum):
     MAX_STEPS = "max_steps"
     STALLED = "stalled"
     FAILED = "failed"
+    NOT_RELAXED = "not_relaxed"  # its relaxation job did not complete this cycle
 
 
 class Candidate(BaseModel):

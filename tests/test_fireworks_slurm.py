@@ -130,18 +130,8 @@ def _wait_for_queue(env: dict, work: Path, timeout: float = 900) -> None:
         time.sleep(1)
 
 
-@pytest.mark.slow
-def test_submit_qlaunch_slurm_until_completed(slurm, tmp_path):
-    work = tmp_path
-    env = _write_configs(work)
-    env["SLURM_CONF"] = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    today = datetime.now().strftime("%Y-%m-%d")
-    _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
-    out = _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml",
-                "-l", "my_launchpad.yaml"], env, work)
-    assert "added search tiny-fw" in out
-
+def _qlaunch_until_done(env: dict, work: Path) -> int:
+    """qlaunch one SLURM job per worker kind at a time until no Firework is ready; how many ran."""
     submitted = 0
     for _ in range(80):
         progressed = False
@@ -155,49 +145,163 @@ def test_submit_qlaunch_slurm_until_completed(slurm, tmp_path):
             _wait_for_queue(env, work)
         if not progressed:
             break
+    return submitted
+
+
+def _slurm_env(slurm: Path, work: Path) -> dict:
+    env = _write_configs(work)
+    env["SLURM_CONF"] = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    today = datetime.now().strftime("%Y-%m-%d")
+    _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
+    return env
+
+
+def _assert_completed_and_routed(env: dict, work: Path, submitted: int) -> list[dict]:
     rows = _fireworks(env, work)
     states = {r["name"]: r["state"] for r in rows}
     logs = "\n".join(p.read_text()[-1500:] for p in sorted((work / "logs").glob("*")))
     assert all(s == "COMPLETED" for s in states.values()), f"{states}\n{logs}"
     assert submitted >= 4
-
     # the second cycle was added at run time by cycle 0's analysis, and ran through SLURM too
     names = set(states)
     assert any(n.startswith("train member 1/2 (cycle 1)") for n in names)
     assert any(n.startswith("analyse (cycle 1)") for n in names)
-    assert any(n.startswith("oracle single point") for n in names)
-    assert any(n.startswith("oracle relax") for n in names)
+    assert any(n.startswith("oracle single point 1/3 (cycle 1)") for n in names)
+    assert any(n.startswith("oracle relax 1/1 (validation)") for n in names)
+    assert any(n.startswith("oracle relax reference diamond") for n in names)
     # every job ran on a worker of its category: ML jobs on the GPU worker, the rest on the CPU one
     for r in rows:
         expected = "gpu" if r["name"].startswith(("select", "train member", "relax shard")) else "cpu"
         assert r["category"] == expected, r
         assert r["worker"] == r["category"], r
+    return rows
 
-    # the results query finds the minimum in the JobStore the workers wrote to
+
+def _report(env: dict, work: Path) -> dict:
+    """The one report that ``crysal results --jobstore`` finds in the workers' JobStore."""
     res = _run([sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env,
                work)
-    reports = json.loads(res[res.index("["):])
-    assert len(reports) == 1 and reports[0]["name"] == "tiny-fw" and reports[0]["cycles"] == 2
-    assert reports[0]["minima"] and reports[0]["minima"][0]["structure"]["@class"] == "Structure"
+    (report,) = json.loads(res[res.index("["):])
+    return report
 
-    # the FireWorks web GUI serves this workflow (mongomock: it reads the same file)
+
+@pytest.mark.slow
+def test_submitted_file_lpad_add_qlaunch_slurm_until_completed(slurm, tmp_path):
+    """The documented path, word for word: crysal submit -o, lpad add, qlaunch on SLURM."""
+    work = tmp_path
+    env = _slurm_env(slurm, work)
+    out = _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml", "--output",
+                "wf.yaml"], env, work)
+    assert "lpad add wf.yaml" in out
+    out = _run(["lpad", "-l", "my_launchpad.yaml", "add", "wf.yaml"], env, work)
+    assert "Added a workflow" in out, out
+    submitted = _qlaunch_until_done(env, work)
+    _assert_completed_and_routed(env, work, submitted)
+
+    report = _report(env, work)
+    assert report["name"] == "tiny-fw" and report["cycles"] == 2
+    assert report["minima"] and report["minima"][0]["structure"]["@class"] == "Structure"
+    assert report["references"]["diamond"] is not None
+
+    # the FireWorks web GUI serves this workflow (mongomock: it reads the same file), named by
+    # the run first
     port = 5000 + os.getpid() % 1000
     gui = subprocess.Popen(["lpad", "-l", "my_launchpad.yaml", "webgui", "-s", "--port", str(port)],
                            env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         import urllib.request
 
-        page = ""
+        page = index = ""
         for _ in range(60):
             try:
+                index = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
                 page = urllib.request.urlopen(f"http://127.0.0.1:{port}/wf/1", timeout=5).read().decode()
                 break
             except OSError:
                 time.sleep(0.5)
-        assert "crysal search: tiny-fw (Si8)" in page and "analyse (cycle 1)" in page
+        assert f"tiny-fw (Si8) crysal search {report['run_id']}" in page
+        assert "tiny-fw (Si8)" in index
+        assert "analyse (cycle 1)" in page and "oracle single point 2/3 (cycle 1)" in page
+        # ... and a real browser draws it: the graph (cytoscape canvases) and the JSON view,
+        # with jQuery served from this machine (docs/fireworks.md: the page loads it from a CDN)
+        assert "//code.jquery.com/jquery.min.js" in page
+        dom = _browser_dom(f"http://127.0.0.1:{port}/wf/1", port + 1)
+        assert 'data-id="layer2-node"' in dom and 'class="jsonview"' in dom, dom[-2000:]
     finally:
         gui.terminate()
         gui.wait(timeout=30)
+
+
+JQUERY = Path("/usr/share/javascript/jquery")  # Debian's libjs-jquery
+
+
+def _browser_dom(url: str, jquery_port: int) -> str:
+    """The page as headless Chromium renders it, scripts run, jQuery from ``JQUERY``."""
+    chromium = shutil.which("chromium")
+    assert chromium and (JQUERY / "jquery.min.js").is_file(), (
+        "apt-get install chromium libjs-jquery (the README's test command does)")
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(jquery_port), "--bind",
+                               "127.0.0.1", "--directory", str(JQUERY)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        out = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+             f"--host-resolver-rules=MAP code.jquery.com 127.0.0.1:{jquery_port}",
+             "--virtual-time-budget=10000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120)
+        return out.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_submit_to_launchpad_qlaunch_slurm_until_completed(slurm, tmp_path):
+    """``crysal submit -l`` adds the workflow itself; the same run through SLURM."""
+    work = tmp_path
+    env = _slurm_env(slurm, work)
+    out = _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml",
+                "-l", "my_launchpad.yaml"], env, work)
+    assert "added search tiny-fw" in out
+    submitted = _qlaunch_until_done(env, work)
+    _assert_completed_and_routed(env, work, submitted)
+    assert _report(env, work)["minima"]
+
+
+@pytest.mark.slow
+def test_failed_jobs_fizzle_and_the_search_goes_on_under_fireworks(tmp_path):
+    """A member, a shard and a validation relaxation raise: their Fireworks FIZZLE, the jobs that
+    gather them run anyway (``_allow_fizzled_parents``) and the search reaches its report."""
+    from faults import __file__ as faults_file
+    from test_failures import FAULTY, faulty_search
+
+    work = tmp_path
+    env = _write_configs(work)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(faults_file).parent),
+                                         env.get("PYTHONPATH", "")])
+    (work / "my_fworker_any.yaml").write_text(yaml.safe_dump({"name": "any", "category": "",
+                                                               "query": "{}"}))
+    today = datetime.now().strftime("%Y-%m-%d")
+    _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    _, flow = faulty_search({**FAULTY, "name": "faulty-fw"})
+    flow_to_workflow(flow).to_file(str(work / "faulty.yaml"))
+    _run(["lpad", "-l", "my_launchpad.yaml", "add", "faulty.yaml"], env, work)
+    _run(["rlaunch", "-w", "my_fworker_any.yaml", "-l", "my_launchpad.yaml", "rapidfire",
+          "--nlaunches", "0", "--max_loops", "1", "--sleep", "1"], env, work, timeout=1200)
+    states = {r["name"]: r["state"] for r in _fireworks(env, work)}
+    fizzled = sorted(n for n, s in states.items() if s == "FIZZLED")
+    assert len(fizzled) == 4 and fizzled[0].startswith("oracle relax 1/"), states
+    assert fizzled[1:] == ["relax shard 1/2 (cycle 0)", "train member 1/3 (cycle 0)",
+                           "train member 1/3 (cycle 1)"], states
+    assert all(s == "COMPLETED" for n, s in states.items() if n not in fizzled), states
+    report = _report(env, work)
+    assert report["name"] == "faulty-fw" and report["cycles"] == 2
+    assert [f["cluster_rank"] for f in report["failed_relaxations"]] == [1]
+    assert report["minima"]
 
 
 # rlaunch, killed like a SLURM job at its walltime. A MongoDB server keeps every write the rocket made

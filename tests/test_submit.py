@@ -63,7 +63,9 @@ def test_workflow_script_adds_to_launchpad(tmp_path):
     wfs = subprocess.run(["lpad", "-l", lp, "get_wflows", "-d", "more"], env=env,
                          capture_output=True, text=True, check=True).stdout
     info = json.loads(wfs)
-    assert info["name"] == "crysal search: si8-quick (Si8)--1"
+    assert info["name"].startswith("si8-quick (Si8) crysal search ")  # the run first, for the GUI
+    run_id = info["name"].split()[-1].split("--")[0]
+    assert f"added search si8-quick (run {run_id})" in run.stdout
     assert info["states"]["generate pool--11"] == "READY"
 
 

@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Maker, job
+from jobflow import Maker
 
 from crysal_flows.config import PoolConfig
+from crysal_flows.jobs import crysal_job
 from crysal_flows.generation.pool import generate_candidate, space_groups_by_tiling
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.schemas import Candidate
@@ -63,7 +64,7 @@ class PoolMaker(Maker):
     name: str = "generate pool"
     config: PoolConfig = field(default_factory=PoolConfig)
 
-    @job(data="candidates", output_schema=PoolDocument)
+    @crysal_job(data="candidates", schema=PoolDocument)
     def make(self, composition: str, seed: int = 0) -> PoolDocument:
         """Generate ``config.size`` candidates of ``composition`` deterministically from ``seed``."""
         return generate_pool(composition, self.config, seed)

@@ -9,14 +9,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Flow, Maker, OnMissing, Response, job
+from jobflow import Flow, Maker, Response
 from monty.json import MontyDecoder
 from pymatgen.core import Structure
 
 from crysal_flows.config import OracleConfig, WorkersConfig
 from crysal_flows.labelling.oracles import get_calculator, oracle_identity
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
-from crysal_flows.refs import load
+from crysal_flows.jobs import crysal_job
 from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
 from crysal_flows.utils import structure_to_atoms
@@ -124,7 +124,7 @@ class OracleStaticMaker(Maker):
     oracle: OracleConfig = field(default_factory=OracleConfig)
     max_force: float = 50.0
 
-    @job(output_schema=LabelDocument)
+    @crysal_job(schema=LabelDocument)
     def make(self, structure: Structure, cycle: int = 0, source_index: int | None = None,
              reason: str = "", predicted_energy_per_atom: float | None = None,
              predicted_sigma_energy: float | None = None) -> LabelDocument:
@@ -135,7 +135,7 @@ class OracleStaticMaker(Maker):
                             predicted_sigma_energy=predicted_sigma_energy)
 
 
-@job(data="labels", output_schema=TrainingSetDocument)
+@crysal_job(data="labels", schema=TrainingSetDocument)
 def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetDocument | None,
                   cycle: int) -> TrainingSetDocument:
     """Add this cycle's successful labels to the training set.
@@ -143,7 +143,6 @@ def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetD
     A label job that fizzled (killed, out of walltime) arrives as ``None`` and counts as a failure.
     Labels of another oracle than the training set's are refused, never mixed.
     """
-    previous = load(previous)
     labels = list(previous.labels) if previous else []
     oracle = previous.oracle if previous else None
     failures: list[str] = []
@@ -182,13 +181,13 @@ def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetD
     return doc
 
 
-@job(on_missing_references=OnMissing.NONE)
+@crysal_job(gather=True)
 def collect_labels(labels: list[LabelDocument | None]) -> list[LabelDocument | None]:
     """Pass the label jobs' outputs on as one list (fizzled jobs arrive as ``None``)."""
     return labels
 
 
-@job
+@crysal_job
 def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: int,
                      workers: WorkersConfig | None = None) -> Response:
     """Fan out: one oracle job per selected structure; replaces itself with them.
@@ -202,7 +201,7 @@ def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: in
                              reason=sel.reason,
                              predicted_energy_per_atom=sel.predicted_energy_per_atom,
                              predicted_sigma_energy=sel.predicted_sigma_energy)
-        j.name = f"{label_maker.name} {k + 1}/{n}"
+        j.name = f"{label_maker.name} {k + 1}/{n} (cycle {cycle})"
         jobs.append(j)
     collect = collect_labels([j.output for j in jobs])
     collect.name = f"collect labels (cycle {cycle})"

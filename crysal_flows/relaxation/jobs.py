@@ -9,14 +9,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Maker, OnMissing, job
+from jobflow import Maker
 
 from crysal_flows.config import RelaxationConfig
 from crysal_flows.generation.schemas import PoolDocument
-from crysal_flows.refs import load
+from crysal_flows.jobs import crysal_job
 from crysal_flows.relaxation.relax import relax_batched
 from crysal_flows.relaxation.schemas import ShardDocument
-from crysal_flows.schemas import Candidate
+from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.settings import apply_torch_settings
 from crysal_flows.training.jobs import load_ensemble
 from crysal_flows.training.schemas import EnsembleDocument
@@ -43,12 +43,11 @@ class RelaxShardMaker(Maker):
     name: str = "relax shard"
     config: RelaxationConfig = field(default_factory=RelaxationConfig)
 
-    @job(data="candidates", output_schema=ShardDocument)
+    @crysal_job(data="candidates", schema=ShardDocument)
     def make(self, pool: PoolDocument, ensemble: EnsembleDocument, cycle: int, shard: int,
              n_shards: int) -> ShardDocument:
         """Relax candidates ``shard_indices(len(pool), n_shards)[shard]``, batched."""
         apply_torch_settings()
-        pool = load(pool)
         idx = shard_indices(len(pool.candidates), n_shards)[shard]
         cands = [pool.candidates[i] for i in idx]
         ens = load_ensemble(ensemble)
@@ -84,21 +83,26 @@ class RelaxShardMaker(Maker):
                              status_counts=dict(counts))
 
 
-@job(on_missing_references=OnMissing.NONE, data="candidates", output_schema=PoolDocument)
+@crysal_job(data="candidates", schema=PoolDocument, gather=True)
 def merge_shards(shards: list[ShardDocument | None], pool: PoolDocument, cycle: int) -> PoolDocument:
-    """Merge relaxed shards into the pool; a shard that did not complete keeps its old candidates."""
-    pool = load(pool)
-    by_index: dict[int, Candidate] = {c.index: c for c in pool.candidates}
+    """Merge relaxed shards into the pool.
+
+    A shard whose job did not complete (it raised, or its worker was lost) arrives as ``None``: its
+    candidates keep their previous structures and energies, with status ``not_relaxed``, and the
+    search goes on with the other shards.
+    """
+    relaxed: dict[int, Candidate] = {}
     missing = 0
     for shard in shards:
         if shard is None:
             missing += 1
             continue
-        for c in shard.candidates:
-            by_index[c.index] = c
+        relaxed.update((c.index, c) for c in shard.candidates)
+    candidates = [relaxed.get(c.index) or c.model_copy(update={
+        "status": CandidateStatus.NOT_RELAXED, "steps": 0}) for c in pool.candidates]
     if missing:
-        logger.warning("cycle %d: %d relaxation shard(s) did not complete; their candidates keep "
-                       "their previous structures", cycle, missing)
-    return pool.model_copy(update={"cycle": cycle,
-                                   "candidates": [by_index[i] for i in sorted(by_index)]})
-
+        n_kept = len(pool.candidates) - len(relaxed)
+        logger.warning("cycle %d: %d of %d relaxation shards did not complete; their %d candidates "
+                       "keep their previous structures (status not_relaxed)", cycle, missing,
+                       len(shards), n_kept)
+    return pool.model_copy(update={"cycle": cycle, "candidates": candidates})

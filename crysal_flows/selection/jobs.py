@@ -6,11 +6,11 @@ import logging
 import math
 
 import numpy as np
-from jobflow import job
+
 
 from crysal_flows.config import SelectionConfig
 from crysal_flows.generation.schemas import PoolDocument
-from crysal_flows.refs import load
+from crysal_flows.jobs import crysal_job
 from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.selection.schemas import SelectedStructure, SelectionDocument
 from crysal_flows.utils import atoms_to_structure, fingerprint, structure_to_atoms
@@ -94,7 +94,7 @@ def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.rando
     return chosen
 
 
-@job(output_schema=SelectionDocument)
+@crysal_job(schema=SelectionDocument)
 def select_structures(pool: PoolDocument, ensemble, cycle: int, config: SelectionConfig,
                       seed: int) -> SelectionDocument:
     """Pick, perturb and (if an ensemble exists) predict the structures to label this cycle.
@@ -102,7 +102,6 @@ def select_structures(pool: PoolDocument, ensemble, cycle: int, config: Selectio
     The ensemble's prediction on each perturbed structure is stored so that, once labelled, the
     ensemble's error on exactly these structures feeds the stopping criterion.
     """
-    pool, ensemble = load(pool), load(ensemble)
     rng = np.random.default_rng([seed, cycle, 7])
     n = config.n_labels if cycle > 0 else (config.n_labels_first or config.n_labels)
     picks = _pick(pool, config, cycle, rng, n)

@@ -6,12 +6,12 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Maker, OnMissing, job
+from jobflow import Maker
 
 from crysal_flows.config import TrainingConfig
 from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.mace_utils import Ensemble, checkpoint_to_model
-from crysal_flows.refs import load
+from crysal_flows.jobs import crysal_job
 from crysal_flows.settings import SETTINGS, apply_torch_settings
 from crysal_flows.training.models import read_model_file
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
@@ -48,14 +48,13 @@ class TrainMemberMaker(Maker):
     name: str = "train member"
     config: TrainingConfig = field(default_factory=TrainingConfig)
 
-    @job(data="checkpoint", output_schema=MemberDocument)
+    @crysal_job(data="checkpoint", schema=MemberDocument)
     def make(self, training_set: TrainingSetDocument, cycle: int, member: int, seed: int,
              previous: MemberDocument | None = None,
              init_model: list[str] | None = None) -> MemberDocument:
         """Train member ``member`` of cycle ``cycle`` from scratch, from ``previous``, or from
         ``init_model`` (``[path, sha256]`` of an exported member file)."""
         apply_torch_settings()
-        previous = load(previous)
         init = (previous.checkpoint, previous.sha256) if previous is not None else None
         if init is None and init_model is not None:
             init = read_model_file(init_model[0], sha256=init_model[1])
@@ -82,7 +81,7 @@ class TrainMemberMaker(Maker):
         )
 
 
-@job(on_missing_references=OnMissing.NONE, data="checkpoint", output_schema=EnsembleDocument)
+@crysal_job(data="checkpoint", schema=EnsembleDocument, gather=True)
 def gather_ensemble(members: list[MemberDocument | None], cycle: int) -> EnsembleDocument:
     """Collect the members that trained; fails only if fewer than two did."""
     ok = [m for m in members if m is not None]

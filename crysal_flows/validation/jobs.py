@@ -6,18 +6,27 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from jobflow import Flow, Maker, OnMissing, Response, job
+from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from crysal_flows.config import OracleConfig, ReferenceStructure, WorkersConfig
 from crysal_flows.labelling.oracles import get_calculator, oracle_identity
-from crysal_flows.refs import StoredOutput, load
+from crysal_flows.jobs import crysal_job
+from crysal_flows.refs import StoredOutput
 from crysal_flows.routing import route
 from crysal_flows.utils import atoms_to_structure, structure_to_atoms
-from crysal_flows.validation.schemas import MinimumDocument, OracleRelaxDocument, ReportDocument
+from crysal_flows.analysis.schemas import CycleSummary
+from crysal_flows.generation.schemas import PoolDocument
+from crysal_flows.validation.schemas import (
+    FailedRelaxationDocument,
+    MinimumDocument,
+    OracleRelaxDocument,
+    ReportDocument,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +118,15 @@ class OracleRelaxMaker(Maker):
     fmax: float = 0.05
     max_steps: int = 300
 
-    @job(output_schema=OracleRelaxDocument)
+    @crysal_job(schema=OracleRelaxDocument)
     def make(self, structure: Structure, source_index: int | None = None,
-             cluster_rank: int | None = None,
-             predicted_energy_per_atom: float | None = None) -> OracleRelaxDocument:
+             cluster_rank: int | None = None, predicted_energy_per_atom: float | None = None,
+             reference: str | None = None) -> OracleRelaxDocument:
         """Relax ``structure``; failures come back as ``success=False``."""
         return oracle_relax(structure, self.oracle, self.fmax, self.max_steps,
                             source_index=source_index, cluster_rank=cluster_rank,
-                            predicted_energy_per_atom=predicted_energy_per_atom)
+                            predicted_energy_per_atom=predicted_energy_per_atom,
+                            reference=reference)
 
 
 def build_reference(ref: ReferenceStructure) -> Structure:
@@ -134,18 +144,28 @@ def _matches_reference(structure: Structure, reference: Structure) -> bool:
         structure, reference)
 
 
-@job(on_missing_references=OnMissing.NONE)
-def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
+@crysal_job(schema=ReportDocument, gather=True)
+def make_report(relaxations: list[OracleRelaxDocument | None], picks: list[dict[str, Any]],
+                reference_relaxations: list[OracleRelaxDocument | None], summaries: list,
                 run: dict, references: list[ReferenceStructure], oracle: OracleConfig,
-                validation_fmax: float, started: float | None = None,
-                validation_max_steps: int = 300) -> ReportDocument:
+                started: float | None = None) -> ReportDocument:
     """Deduplicate the oracle-relaxed minima, match references, add up the oracle cost.
 
-    The references are relaxed with the oracle under the validation's own fmax and step limit.
+    ``picks`` says what each of ``relaxations`` relaxed (``cluster_rank``, ``source_index``); a
+    relaxation that failed, or whose job did not complete (``None``), is listed in
+    ``failed_relaxations`` and the others are reported. ``reference_relaxations`` are the oracle
+    relaxations of ``references``, in order (not counted in the oracle cost).
     """
-    summaries = [load(s) for s in summaries]
     done = [r for r in relaxations if r is not None and r.success and r.structure is not None]
     done.sort(key=lambda r: r.energy_per_atom)
+    failed = []
+    for pick, r in zip(picks, relaxations, strict=True):
+        if r is None or not r.success or r.structure is None:
+            error = "the relaxation job did not complete" if r is None else (r.error or "failed")
+            failed.append(FailedRelaxationDocument(error=error, **pick))
+    if failed:
+        logger.warning("validation: %d of %d oracle relaxations failed: %s", len(failed),
+                       len(picks), "; ".join(f.error for f in failed)[:300])
     matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True)
     groups: list[list[OracleRelaxDocument]] = []
     for r in done:
@@ -157,10 +177,8 @@ def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
         else:
             groups.append([r])
     ref_structs = {ref.label: build_reference(ref) for ref in references}
-    ref_energies: dict[str, float | None] = {}
-    for label, s in ref_structs.items():
-        rr = oracle_relax(s, oracle, validation_fmax, validation_max_steps)
-        ref_energies[label] = rr.energy_per_atom
+    ref_energies = {ref.label: (rr.energy_per_atom if rr is not None else None)
+                    for ref, rr in zip(references, reference_relaxations, strict=True)}
     best = groups[0][0].energy_per_atom if groups else math.nan
     minima = []
     for rank, g in enumerate(groups, start=1):
@@ -189,7 +207,7 @@ def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
         converged=bool(last.converged) if last else False,
         oracle_single_points=single_points, failed_labels=last.failed_labels if last else 0,
         validation_steps=steps, oracle_cost=single_points + steps, minima=minima,
-        references=ref_energies, found=found, history=history,
+        failed_relaxations=failed, references=ref_energies, found=found, history=history,
         seconds=(time.time() - started) if started else None,
     )
     logger.info("search %s finished: %d minima, oracle cost %d (%d single points + %d validation "
@@ -198,26 +216,33 @@ def make_report(relaxations: list[OracleRelaxDocument | None], summaries: list,
     return report
 
 
-@job
-def validate_minima(pool, summary, summary_uuids: list[str], relax_maker: OracleRelaxMaker,
-                    n_structures: int, run: dict, references: list[ReferenceStructure],
-                    started: float | None = None, workers: WorkersConfig | None = None) -> Response:
-    """Fan out: oracle relaxations of the best cluster representatives, then the report."""
-    pool, summary = load(pool), load(summary)
+@crysal_job
+def validate_minima(pool: PoolDocument, summary: CycleSummary, summary_uuids: list[str],
+                    relax_maker: OracleRelaxMaker, n_structures: int, run: dict,
+                    references: list[ReferenceStructure], started: float | None = None,
+                    workers: WorkersConfig | None = None) -> Response:
+    """Fan out: oracle relaxations of the best cluster representatives and of the references,
+    then the report."""
     by_index = {c.index: c for c in pool.candidates}
-    jobs = []
-    picks = summary.clusters[:n_structures]
-    for cl in picks:
+    jobs, picks = [], []
+    chosen = summary.clusters[:n_structures]
+    for cl in chosen:
         c = by_index[cl.representative]
         j = relax_maker.make(c.structure, source_index=c.index, cluster_rank=cl.rank,
                              predicted_energy_per_atom=c.energy_per_atom)
-        j.name = f"{relax_maker.name} {cl.rank}/{len(picks)}"
+        j.name = f"{relax_maker.name} {cl.rank}/{len(chosen)} (validation)"
         jobs.append(j)
+        picks.append({"cluster_rank": cl.rank, "source_index": c.index})
+    ref_jobs = []
+    for ref in references:
+        j = relax_maker.make(build_reference(ref), reference=ref.label)
+        j.name = f"{relax_maker.name} reference {ref.label}"
+        ref_jobs.append(j)
     summaries = [StoredOutput(uuid=u) for u in summary_uuids]
-    report = make_report([j.output for j in jobs], summaries, run, references,
-                         relax_maker.oracle, relax_maker.fmax, started,
-                         validation_max_steps=relax_maker.max_steps)
+    report = make_report([j.output for j in jobs], picks, [j.output for j in ref_jobs],
+                         summaries, run, references, relax_maker.oracle, started)
     report.name = REPORT_JOB_NAME
-    route(jobs, "oracle", workers)
+    route([*jobs, *ref_jobs], "oracle", workers)
     route(report, "driver", workers)
-    return Response(replace=Flow([*jobs, report], output=report.output, name="validation"))
+    return Response(replace=Flow([*jobs, *ref_jobs, report], output=report.output,
+                                 name="validation"))

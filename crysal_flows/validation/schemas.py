@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-__all__ = ["MinimumDocument", "OracleRelaxDocument", "ReportDocument"]
+__all__ = ["FailedRelaxationDocument", "MinimumDocument", "OracleRelaxDocument", "ReportDocument"]
 
 
 class OracleRelaxDocument(BaseModel):
@@ -13,6 +13,8 @@ class OracleRelaxDocument(BaseModel):
 
     source_index: int | None = Field(None, description="Pool index of the relaxed candidate.")
     cluster_rank: int | None = Field(None, description="Rank of its cluster in the last cycle.")
+    reference: str | None = Field(None, description="Label of the reference structure relaxed, "
+                                  "for the report's reference energies (not a candidate).")
     oracle: str = Field(..., description="Identity of the oracle.")
     success: bool = Field(..., description="Whether the relaxation ran (converged or not).")
     error: str | None = Field(None, description="Why it failed, if it did.")
@@ -41,6 +43,14 @@ class MinimumDocument(BaseModel):
     source_indices: list[int] = Field(..., description="Pool candidates that relaxed into it.")
 
 
+class FailedRelaxationDocument(BaseModel):
+    """A validation relaxation that failed or whose job did not complete."""
+
+    cluster_rank: int = Field(..., description="Rank of the cluster whose representative it was.")
+    source_index: int = Field(..., description="Pool index of that representative.")
+    error: str = Field(..., description="What went wrong.")
+
+
 class ReportDocument(BaseModel):
     """The final report of a search run."""
 
@@ -55,6 +65,9 @@ class ReportDocument(BaseModel):
     validation_steps: int = Field(..., description="Oracle calls of the validation relaxations.")
     oracle_cost: int = Field(..., description="Single points plus validation steps.")
     minima: list[MinimumDocument] = Field(..., description="Distinct minima, lowest first.")
+    failed_relaxations: list[FailedRelaxationDocument] = Field(
+        default_factory=list, description="Validation relaxations that failed (not in minima)."
+    )
     references: dict[str, float | None] = Field(
         default_factory=dict, description="Oracle energy per atom of each reference structure "
         "relaxed with the oracle (not counted in the cost)."

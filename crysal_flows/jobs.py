@@ -1,0 +1,69 @@
+"""The project's job decorator: stored inputs, data stores, schemas and partial failure in one place.
+
+``@crysal_job`` wraps jobflow's ``@job`` for every job of the search:
+
+- inputs that are :class:`~crysal_flows.refs.StoredOutput` references (outputs of earlier cycles,
+  see :mod:`crysal_flows.refs`), alone or in a list, are loaded from the running job's store
+  before the function sees them, so no job calls ``load`` by hand;
+- ``data`` names the output fields that go to the ``data`` additional store (GridFS in
+  production), ``schema`` the output document;
+- ``gather=True`` marks a job that gathers the outputs of several parents (labels, ensemble
+  members, relaxation shards, validation relaxations): a parent that failed arrives as ``None``
+  instead of stopping the search. jobflow reads this from the job's ``JobConfig``
+  (``on_missing_references``); FireWorks then gets ``_allow_fizzled_parents`` in the spec.
+  (``@job(on_missing_references=...)`` would not do this: jobflow takes unknown keywords of its
+  decorator as names of additional stores.)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from jobflow import JobConfig, OnMissing, job
+
+from crysal_flows.refs import StoredOutput
+
+__all__ = ["crysal_job", "resolve_stored"]
+
+
+def resolve_stored(value: Any) -> Any:
+    """``value`` with any ``StoredOutput`` in it (itself, or items of a list) loaded."""
+    if isinstance(value, StoredOutput):
+        return value.resolve()
+    if isinstance(value, list) and any(isinstance(v, StoredOutput) for v in value):
+        return [resolve_stored(v) for v in value]
+    return value
+
+
+def crysal_job(method: Callable | None = None, *, data: str | list[str] | None = None,
+               schema: type | None = None, gather: bool = False) -> Callable:
+    """Make a function (or a Maker's ``make``) a jobflow job of the search.
+
+    Parameters
+    ----------
+    data
+        Output field(s) stored in the ``data`` additional store.
+    schema
+        The output document (a pydantic model).
+    gather
+        Tolerate parents that failed: their outputs arrive as ``None``.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def resolved(*args: Any, **kwargs: Any) -> Any:
+            return fn(*(resolve_stored(a) for a in args),
+                      **{k: resolve_stored(v) for k, v in kwargs.items()})
+
+        options: dict[str, Any] = {}
+        if data is not None:
+            options["data"] = data
+        if schema is not None:
+            options["output_schema"] = schema
+        missing = OnMissing.NONE if gather else OnMissing.ERROR
+        return job(resolved, config=JobConfig(on_missing_references=missing, expose_store=True),
+                   **options)
+
+    return decorate if method is None else decorate(method)
