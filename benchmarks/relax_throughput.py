@@ -39,8 +39,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from crysal_flows.config import OracleConfig, PoolConfig, RelaxationConfig, TrainingConfig
     from crysal_flows.generation.jobs import generate_pool
-    from crysal_flows.labelling.oracles import get_calculator
-    from crysal_flows.mace_utils import Ensemble
+    from crysal_flows.models.ensemble import Ensemble
+    from crysal_flows.oracles import get_oracle
     from crysal_flows.relaxation.relax import relax_ase, relax_batched
     from crysal_flows.schemas import CandidateStatus
     from crysal_flows.training.train import Frame, train_member
@@ -51,7 +51,7 @@ def main() -> None:
     pool = generate_pool(args.composition, PoolConfig(size=args.n + n_train), args.seed)
     print(f"pool: {args.n} + {n_train} candidates of {args.composition} in "
           f"{time.perf_counter() - t0:.0f} s")
-    calc = get_calculator(OracleConfig())
+    calc = get_oracle(OracleConfig()).calculator()
     rng = np.random.default_rng(args.seed)
     frames = []
     for c in pool.candidates[:n_train]:

@@ -130,8 +130,8 @@ def run_search(cfg: dict, store_dir: Path) -> tuple[dict, list[dict], float]:
                 log=False, root_dir=str(store_dir / "jobs"))
     seconds = time.perf_counter() - t0
     store.connect()
-    report = store.query_one({"name": "crysal report"}, load=True)["output"]
-    summaries = sorted((d["output"] for d in store.query({"name": {"$regex": "^analyse"}},
+    report = store.query_one({"metadata.crysal_step": "report"}, load=True)["output"]
+    summaries = sorted((d["output"] for d in store.query({"metadata.crysal_step": "analyse"},
                                                           load=True)), key=lambda s: s["cycle"])
     store.close()
     return report, summaries, seconds
@@ -265,7 +265,8 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
     """Search a larger cell from scratch and from the smaller cell's exported models."""
     from crysal_flows.config import OracleConfig
     from crysal_flows.store import local_store
-    from crysal_flows.training.models import export_members, last_ensemble
+    from crysal_flows.models.checkpoint import export_members
+    from crysal_flows.store import last_ensemble
     from crysal_flows.validation.jobs import oracle_relax
 
     small, large = args.systems[0], args.transfer
@@ -387,8 +388,8 @@ def main() -> None:
         ap.error("give at least one system (or --report DIR...)")
 
     from crysal_flows.config import OracleConfig
-    from crysal_flows.labelling.oracles import check_oracle
-    from crysal_flows.mace_utils import torch_setup
+    from crysal_flows.oracles import check_oracle
+    from crysal_flows.models.mace import torch_setup
     from crysal_flows.validation.jobs import oracle_relax
 
     torch_setup(1)

@@ -8,4 +8,4 @@ import os as _os
 # e3nn loads its constants with torch.load; torch>=2.6 refuses that unless told otherwise.
 _os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)

@@ -45,15 +45,14 @@ def _open_store(store_path: str | None):  # noqa: ANN202
 
 
 def _reports(store_path: str | None) -> list[dict[str, Any]]:
-    from crysal_flows.validation.jobs import REPORT_JOB_NAME
+    from crysal_flows.store import find_reports
 
     store = _open_store(store_path)
     store.connect()
     try:
-        docs = list(store.query({"name": REPORT_JOB_NAME}, sort={"completed_at": 1}, load=True))
+        return find_reports(store)
     finally:
         store.close()
-    return [d["output"] for d in docs]
 
 
 def _minimum_row(m: dict[str, Any]) -> str:
@@ -87,53 +86,60 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def _checked_config(path: str, check_oracle_here: bool = True):  # noqa: ANN202
-    """Load a configuration and make sure its oracle can be built here, before any job runs."""
+    """Load a configuration and check that it can run here, before any job runs."""
     from crysal_flows.config import load_config
-    from crysal_flows.labelling.oracles import check_oracle
+    from crysal_flows.preflight import preflight
 
     config = load_config(path)
-    if check_oracle_here:
-        from crysal_flows.utils import parse_composition
-
-        check_oracle(config.oracle, sorted(parse_composition(config.composition)))
+    preflight(config, oracle=check_oracle_here)
     return config
+
+
+def _store_path(args: argparse.Namespace) -> str:
+    from crysal_flows.settings import SETTINGS
+
+    return args.store or SETTINGS.store
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a search with jobflow's run_locally on the on-disk store."""
     config = _checked_config(args.config)
-    if args.store:
-        config = config.model_copy(update={"store": args.store})
+    store_path = _store_path(args)
     _setup_logging(args.verbose)
 
     from jobflow import run_locally
 
-    from crysal_flows.flows import CrystalSearchMaker, CycleMaker
-    from crysal_flows.resume import find_resumable, mark, record_run, resume_flow
+    from crysal_flows.flows import CrystalSearchMaker, CycleMaker, new_run_id
+    from crysal_flows.resume import find_resumable, legacy_runs, mark, record_run, resume_flow
     from crysal_flows.store import local_store
 
-    store = local_store(config.store)
-    previous = None if args.new else find_resumable(config.store, config)
-    where = Path(config.store).resolve()
+    store = local_store(store_path)
+    where = Path(store_path).resolve()
+    previous = None if args.new else find_resumable(store_path, config)
+    cycle_maker = CycleMaker(config=config)
     resumed = None
     if previous is not None:
-        cycle_maker = CycleMaker(config=config, started=previous.started, run_id=previous.run_id)
-        resumed = resume_flow(store, cycle_maker, finished=previous.status == "finished")
+        resumed = resume_flow(store, cycle_maker, previous, finished=previous.status == "finished")
     if resumed is not None:
         flow, start = resumed
+        run_id = previous.run_id
         how = ""
         if previous.max_cycles != config.analysis.max_cycles:  # recorded under the new settings
             how = f" with max_cycles {previous.max_cycles} -> {config.analysis.max_cycles}"
-            record_run(config.store, config, previous.run_id, previous.started)
+            record_run(store_path, config, run_id, previous.started)
         verb = f"continuing {previous.status} run" if how else "resuming run"
-        print(f"crysal: {verb} {cycle_maker.run_id} of search {config.name} "
-              f"({config.composition}){how} from {start}; store {where} (--new starts afresh)",
-              flush=True)
+        print(f"crysal: {verb} {run_id} of search {config.name} ({config.composition}){how} "
+              f"from {start}; store {where} (--new starts afresh)", flush=True)
     else:
-        cycle_maker = CycleMaker(config=config, started=time.time())
-        flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make()
-        record_run(config.store, config, cycle_maker.run_id, cycle_maker.started)
-        print(f"crysal: search {config.name} ({config.composition}), run {cycle_maker.run_id}, "
+        if not args.new and (old := legacy_runs(store_path, config.name)):
+            print(f"crysal: unfinished run(s) {', '.join(old)} of {config.name} in {where} were "
+                  "recorded by crysal_flows 0.1 and cannot be resumed by this version; starting "
+                  "a new run", flush=True)
+        run_id, started = new_run_id(), time.time()
+        flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make(
+            run_id=run_id, started=started)
+        record_run(store_path, config, run_id, started)
+        print(f"crysal: search {config.name} ({config.composition}), run {run_id}, "
               f"store {where}", flush=True)
     t0 = time.time()
     failures = _FailedJobs()
@@ -144,12 +150,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_locally(flow, store=store, log=args.verbose)
     finally:
         local_log.removeHandler(failures)
-    reports = [r for r in _reports(config.store) if r["run_id"] == cycle_maker.run_id]
+    reports = [r for r in _reports(store_path) if r["run_id"] == run_id]
     if not reports:
         print(f"crysal: the search stopped without a report: {failures.summary()}; run the same "
               "command again to resume it after its last finished cycle", file=sys.stderr)
         return 1
-    mark(config.store, cycle_maker.run_id, "finished")
+    mark(store_path, run_id, "finished")
     print(f"\nfinished in {(time.time() - t0) / 60:.1f} min\n" + format_report(reports[-1]))
     if failures.names:
         print(f"\ncrysal: {failures.summary()}; the search went on without them", file=sys.stderr)
@@ -182,7 +188,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     """List the runs in a store with their minima."""
     if args.jobstore and args.store:
         raise LookupError("give either --store (a local store) or --jobstore, not both")
-    store = None if args.jobstore else (args.store or "crysal_store")
+    store = None if args.jobstore else _store_path(args)
     where = "the JobStore of jobflow's configuration" if store is None else f"store {store}"
     reports = _reports(store)
     if args.run:
@@ -201,9 +207,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Export the last ensemble of a finished run as model files (for training.init_models)."""
-    from crysal_flows.training.models import export_members, last_ensemble
+    from crysal_flows.models.checkpoint import export_members
+    from crysal_flows.store import last_ensemble
 
-    store_path = None if args.jobstore else (args.store or "crysal_store")
+    store_path = None if args.jobstore else _store_path(args)
     where = "the JobStore of jobflow's configuration" if store_path is None else f"store {store_path}"
     runs = [r for r in _reports(store_path) if args.run in (r["name"], r["run_id"])]
     if not runs:
@@ -231,8 +238,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     config = _checked_config(args.config, check_oracle_here=not args.skip_oracle_check)
     from crysal_flows.submit import submit
 
-    print("crysal: " + submit(config, launchpad=args.launchpad, output=args.output))
+    workers = _workers(args.category)
+    print("crysal: " + submit(config, launchpad=args.launchpad, output=args.output,
+                              workers=workers))
     return 0
+
+
+def _workers(overrides: list[str] | None):  # noqa: ANN202
+    """The worker categories of the machine settings, with ``kind=category`` overrides."""
+    from crysal_flows.settings import SETTINGS, WorkersConfig
+
+    update = {}
+    for item in overrides or []:
+        kind, sep, category = item.partition("=")
+        if not sep or kind not in WorkersConfig.model_fields or not category:
+            raise LookupError(f"--category {item!r}: give KIND=CATEGORY with KIND one of "
+                              f"{', '.join(WorkersConfig.model_fields)}")
+        update[kind] = category
+    return SETTINGS.workers.model_copy(update=update)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -251,14 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a search locally (jobflow run_locally, on-disk store)")
     run.add_argument("config", help="search configuration (YAML)")
-    run.add_argument("--store", help="store directory (default: the config's 'store')")
+    run.add_argument("--store", help="store directory (default: crysal_store, or CRYSAL_STORE)")
     run.add_argument("--new", action="store_true", help="start a new run even if the store holds "
                      "an unfinished run of this configuration, or a run that stopped at a lower "
                      "analysis.max_cycles (default: resume or continue it)")
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
     res = sub.add_parser("results", help="list finished runs and their minima")
-    res.add_argument("--store", help="local store directory (default: crysal_store)")
+    res.add_argument("--store", help="local store directory (default: crysal_store, or "
+                     "CRYSAL_STORE)")
     res.add_argument("--jobstore", action="store_true",
                      help="read jobflow's configured JobStore (JOBFLOW_CONFIG_FILE or "
                      "~/.jobflow.yaml), e.g. the MongoDB store of FireWorks runs")
@@ -268,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     mdl = sub.add_parser("models", help="export a finished run's ensemble as model files")
     mdl.add_argument("--run", required=True, help="the run's name or run id")
     mdl.add_argument("-o", "--output", required=True, help="directory to write member_<k>.pt to")
-    mdl.add_argument("--store", help="local store directory (default: crysal_store)")
+    mdl.add_argument("--store", help="local store directory (default: crysal_store, or "
+                     "CRYSAL_STORE)")
     mdl.add_argument("--jobstore", action="store_true", help="read jobflow's configured JobStore")
     mdl.set_defaults(func=cmd_models)
     sbm = sub.add_parser("submit", help="add a search to a FireWorks LaunchPad (cluster runs)")
@@ -280,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     sbm.add_argument("--skip-oracle-check", action="store_true",
                      help="do not check that the oracle can be built on this machine (e.g. a "
                      "login node without the DFT code)")
+    sbm.add_argument("--category", action="append", metavar="KIND=CATEGORY",
+                     help="FireWorks worker category of a kind of job (ml, oracle, driver), e.g. "
+                     "--category ml=a100; default: the machine settings (CRYSAL_WORKERS__ML, ...; "
+                     "gpu, cpu, cpu)")
     sbm.set_defaults(func=cmd_submit)
     chk = sub.add_parser("check", help="validate a configuration without running it")
     chk.add_argument("config", help="search configuration (YAML)")
@@ -292,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     from crysal_flows.config import ConfigError
-    from crysal_flows.labelling.oracles import OracleUnavailableError
+    from crysal_flows.oracles import OracleUnavailableError
     from crysal_flows.submit import SubmitError
 
     try:

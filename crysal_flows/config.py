@@ -1,8 +1,9 @@
 """The scientific search: a YAML file validated by pydantic models.
 
 Every model forbids unknown keys, so a typo in a YAML file is an error that names the key instead of a
-silently ignored setting. Machine settings (threads, devices, store locations) live in
-:mod:`crysal_flows.settings`.
+silently ignored setting. Machine settings (threads, devices, DFT commands,
+store locations, worker categories) live in :mod:`crysal_flows.settings`, never here: a
+configuration and its hash are the science of a search alone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ __all__ = [
     "SelectionConfig",
     "TrainingConfig",
     "ValidationConfig",
-    "WorkersConfig",
     "load_config",
 ]
 
@@ -232,14 +232,18 @@ class OracleConfig(_Strict):
         64.0, gt=0, description="DFT kinds: k-points per reciprocal atom volume (pymatgen's "
         "reciprocal_density), so every cell gets a mesh of the same density."
     )
-    command: str | None = Field(
-        None, description="DFT kinds: the command that runs the code, e.g. 'srun cp2k.psmp' or "
-        "'mpirun -np 4 vasp_std'. Default: CP2K found on PATH, run with mpirun over "
-        "CRYSAL_DFT_NPROC processes (default 2); VASP: 'vasp_std'."
-    )
     max_errors: int = Field(
         5, ge=0, le=50, description="DFT kinds: custodian corrections before a label counts as failed."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command_is_a_machine_setting(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "command" in data:
+            raise ValueError("'command' is a machine setting, not part of the search: set "
+                             "CRYSAL_CP2K_COMMAND or CRYSAL_VASP_COMMAND (or cp2k_command / "
+                             "vasp_command in ~/.crysal.yaml) where the jobs run")
+        return data
 
     @model_validator(mode="after")
     def _calculator_for_ase(self) -> OracleConfig:
@@ -249,30 +253,15 @@ class OracleConfig(_Strict):
             raise ValueError(f"'calculator' is only used with kind 'ase', not {self.kind!r}")
         if self.is_dft and self.kwargs:
             raise ValueError(f"oracle kind {self.kind!r} takes 'input_settings', not 'kwargs'")
-        if not self.is_dft and (self.input_settings or self.command):
-            raise ValueError(f"'input_settings' and 'command' are only used with kinds cp2k and "
-                             f"vasp, not {self.kind!r}")
+        if not self.is_dft and self.input_settings:
+            raise ValueError(f"'input_settings' is only used with kinds cp2k and vasp, not "
+                             f"{self.kind!r}")
         return self
 
     @property
     def is_dft(self) -> bool:
         """Whether the oracle is a DFT code run through atomate2 and custodian."""
         return self.kind in ("cp2k", "vasp")
-
-
-class WorkersConfig(_Strict):
-    """Which FireWorks worker category runs each kind of job (its ``_category``).
-
-    A ``my_fworker_*.yaml`` with ``category: <name>`` pulls only the jobs of that category; a worker
-    without a category pulls every job. Ignored by ``crysal run`` (local runs).
-    """
-
-    ml: str = Field("gpu", min_length=1, description="Ensemble training, ML relaxation shards and "
-                    "selection (which evaluates the ensemble): the GPU worker.")
-    oracle: str = Field("cpu", min_length=1, description="Oracle single points and validation "
-                        "relaxations (DFT): the CPU worker.")
-    driver: str = Field("cpu", min_length=1, description="Light bookkeeping jobs: pool generation, "
-                        "gathering, merging, analysis, fan-out and the report.")
 
 
 class ReferenceStructure(_Strict):
@@ -304,11 +293,23 @@ class SearchConfig(_Strict):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     oracle: OracleConfig = Field(default_factory=OracleConfig)
-    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     references: list[ReferenceStructure] = Field(
         default_factory=list, description="Known structures the found minima are matched against."
     )
-    store: str = Field("crysal_store", description="Directory of the local on-disk JobStore.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_machine_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "store" in data:
+                raise ValueError("'store' is not part of the search: give it to the command "
+                                 "('crysal run CONFIG --store DIR'; default crysal_store, or "
+                                 "CRYSAL_STORE)")
+            if "workers" in data:
+                raise ValueError("'workers' is not part of the search: worker categories are "
+                                 "machine settings (CRYSAL_WORKERS__ML=..., or workers: in "
+                                 "~/.crysal.yaml) or 'crysal submit --category ml=...'")
+        return data
 
     @field_validator("composition")
     @classmethod
@@ -352,14 +353,9 @@ class SearchConfig(_Strict):
                 f"analysis.max_cycles ({self.analysis.max_cycles})"
             )
         self._check_packing()
-        if self.training.init_models is not None:
-            from crysal_flows.training.models import check_model_files
-            from crysal_flows.utils import parse_composition
-
-            try:
-                check_model_files(self.training.init_models, sorted(parse_composition(self.composition)))
-            except ValueError as exc:
-                raise ValueError(f"training.init_models: {exc}") from None
+        if self.training.init_models is not None and not Path(
+                self.training.init_models).expanduser().exists():
+            raise ValueError(f"training.init_models: {self.training.init_models} does not exist")
         if self.oracle.kind == "stillinger_weber":
             from crysal_flows.utils import parse_composition
 

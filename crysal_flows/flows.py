@@ -1,49 +1,72 @@
-"""The active-learning search as a dynamic jobflow flow.
+"""The active-learning search as a dynamic jobflow flow; this module only wires jobs.
 
 ``CrystalSearchMaker`` makes ``generate pool -> cycle 0``. Each cycle is made by ``CycleMaker.make``:
 
     select -> label (fans out, one oracle job per structure) -> gather labels
            -> train member 1..M -> gather ensemble -> relax shard 1..S -> merge shards -> analyse
 
-``CycleMaker.analyse`` looks at the merged pool, clusters its low-energy end and applies the
-stopping criterion; it returns a ``Response`` whose ``addition`` is the next cycle (from
+``CycleMaker.analyse`` hands the merged pool to :func:`crysal_flows.analysis.summary.analyse_cycle`,
+which clusters it and applies the stopping rule, and adds what follows: the next cycle (from
 ``self.make`` with the next state) or, once converged or at ``max_cycles``, the validation flow.
-Flow makers only wire jobs; every look at a value happens inside a job.
+Every job carries ``metadata.crysal_run``, ``crysal_step`` and ``crysal_cycle``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from jobflow import Flow, Maker, OutputReference, Response
 
-from crysal_flows.analysis.clustering import cluster_low_energy
-from crysal_flows.analysis.schemas import MAX_STORED_ENERGIES, ClusterDocument, CycleSummary
-from crysal_flows.config import SearchConfig
+from crysal_flows.analysis.schemas import CycleSummary, ResumePoint
+from crysal_flows.analysis.summary import analyse_cycle, cycle_line
+from crysal_flows.config import ConfigError, SearchConfig
 from crysal_flows.generation.jobs import PoolMaker
 from crysal_flows.generation.schemas import PoolDocument
+from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.labelling.jobs import OracleStaticMaker, gather_labels, label_structures
 from crysal_flows.labelling.schemas import TrainingSetDocument
-from crysal_flows.jobs import crysal_job
+from crysal_flows.models.checkpoint import check_model_files
 from crysal_flows.refs import StoredOutput
 from crysal_flows.relaxation.jobs import RelaxShardMaker, merge_shards, shard_indices
 from crysal_flows.routing import route
 from crysal_flows.schemas import SearchState
 from crysal_flows.selection.jobs import select_structures
+from crysal_flows.settings import SETTINGS, WorkersConfig
 from crysal_flows.training.jobs import TrainMemberMaker, gather_ensemble
-from crysal_flows.training.models import check_model_files
 from crysal_flows.training.schemas import EnsembleDocument
 from crysal_flows.utils import parse_composition
-from crysal_flows.validation.jobs import OracleRelaxMaker, space_group, validate_minima
+from crysal_flows.validation.jobs import OracleRelaxMaker, validate_minima
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrystalSearchMaker", "CycleMaker", "tag_run"]
+__all__ = ["CrystalSearchMaker", "CycleMaker", "initial_state", "new_run_id", "tag_run"]
+
+
+def new_run_id() -> str:
+    """A fresh run identifier."""
+    return uuid.uuid4().hex[:12]
+
+
+def initial_state(config: SearchConfig, run_id: str, started: float | None = None) -> SearchState:
+    """The state cycle 0 starts from, with ``training.init_models`` checked and pinned.
+
+    Raises
+    ------
+    ConfigError
+        If the model files cannot be read or do not cover the composition's elements.
+    """
+    init: list[tuple[str, str]] = []
+    if config.training.init_models:
+        try:
+            init = check_model_files(config.training.init_models,
+                                     sorted(parse_composition(config.composition)))
+        except ValueError as exc:
+            raise ConfigError(f"training.init_models: {exc}") from None
+    return SearchState(run_id=run_id, started=started, init_models=init)
 
 
 @dataclass
@@ -57,9 +80,9 @@ class CycleMaker(Maker):
     label_maker, train_maker, relax_maker, validation_maker
         Sub-makers, built from ``config`` unless given; swap ``label_maker`` and
         ``validation_maker`` for other oracles (e.g. atomate2 DFT makers wrapped to return
-        ``LabelDocument``).
-    run_id
-        Identifier of the search run, stored with every summary and the report.
+        ``LabelDocument`` / ``OracleRelaxDocument``).
+    workers
+        FireWorks worker categories of the jobs (default: the machine settings').
     """
 
     name: str = "crysal cycle"
@@ -68,8 +91,7 @@ class CycleMaker(Maker):
     train_maker: Maker | None = None
     relax_maker: Maker | None = None
     validation_maker: Maker | None = None
-    run_id: str = ""
-    started: float | None = None
+    workers: WorkersConfig = field(default_factory=lambda: SETTINGS.workers)
 
     def __post_init__(self) -> None:
         if self.config is None:
@@ -84,12 +106,9 @@ class CycleMaker(Maker):
         if self.validation_maker is None:
             self.validation_maker = OracleRelaxMaker(oracle=cfg.oracle, fmax=cfg.validation.fmax,
                                                      max_steps=cfg.validation.max_steps)
-        if not self.run_id:
-            self.run_id = uuid.uuid4().hex[:12]
 
-    def make(self, pool: OutputReference | StoredOutput,
-             training_set: StoredOutput | None = None, ensemble: StoredOutput | None = None,
-             state: SearchState | None = None,
+    def make(self, pool: OutputReference | StoredOutput, training_set: StoredOutput | None = None,
+             ensemble: StoredOutput | None = None, state: SearchState | None = None,
              n_previous_members: int = 0) -> Flow:
         """Wire one cycle.
 
@@ -105,24 +124,21 @@ class CycleMaker(Maker):
         n_previous_members
             Members of the previous ensemble (for warm starts).
         """
-        cfg = self.config
+        cfg, workers = self.config, self.workers
         state = state or SearchState()
         c = state.cycle
         select = select_structures(pool, ensemble, c, cfg.selection, cfg.seed)
         select.name = f"select (cycle {c})"
-        label = label_structures(select.output, self.label_maker, c, cfg.workers)
+        label = label_structures(select.output, self.label_maker, c, workers)
         label.name = f"label (cycle {c})"
         gather = gather_labels(label.output, training_set, c)
         gather.name = f"gather labels (cycle {c})"
         n_members = cfg.training.n_members
-        # cycle 0 may start from exported models (files checked now, their checksums pinned)
-        init = []
-        if ensemble is None and cfg.training.init_models:
-            init = check_model_files(cfg.training.init_models,
-                                     sorted(parse_composition(cfg.composition)))
+        # cycle 0 may start from exported models, pinned by checksum in the state
+        init = state.init_models if ensemble is None else []
+        warm = cfg.training.warm_start and ensemble is not None and n_previous_members > 0
         members = []
         for k in range(n_members):
-            warm = cfg.training.warm_start and ensemble is not None and n_previous_members > 0
             prev = ensemble["members"][k % n_previous_members] if warm else None
             seed = int(np.random.default_rng([cfg.seed, c, k]).integers(2**31))
             kwargs = {"init_model": list(init[k % len(init)])} if init else {}
@@ -144,122 +160,47 @@ class CycleMaker(Maker):
                                {"pool": merged.uuid, "training_set": gather.uuid,
                                 "ensemble": ens.uuid})
         analyse.name = f"analyse (cycle {c})"
-        route([select, *members, *shards], "ml", cfg.workers)
-        route([label, gather, ens, merged, analyse], "driver", cfg.workers)
-        flow = Flow([select, label, gather, *members, ens, *shards, merged, analyse],
+        for jobs, step in ((select, Step.SELECT), (label, Step.LABEL),
+                           (gather, Step.GATHER_LABELS), (members, Step.TRAIN_MEMBER),
+                           (ens, Step.GATHER_ENSEMBLE), (shards, Step.RELAX_SHARD),
+                           (merged, Step.MERGE_SHARDS), (analyse, Step.ANALYSE)):
+            tag(jobs, step, c)
+        route([select, *members, *shards], "ml", workers)
+        route([label, gather, ens, merged, analyse], "driver", workers)
+        return Flow([select, label, gather, *members, ens, *shards, merged, analyse],
                     output=analyse.output, name=f"cycle {c}")
-        return flow
 
     @crysal_job(schema=CycleSummary)
     def analyse(self, pool: PoolDocument, training_set: TrainingSetDocument,
                 ensemble: EnsembleDocument, state: SearchState, uuids: dict[str, str]) -> Response:
-        """Cluster the pool, apply the stopping criterion and add the next cycle or validation."""
+        """Summarise the cycle and add what follows: the next cycle, or validation."""
         from jobflow import CURRENT_JOB
 
-        cfg, an = self.config, self.config.analysis
-        c = state.cycle
-        clusters = cluster_low_energy(pool.candidates, an.energy_window,
-                                      an.cluster_energy_tolerance, an.cluster_fingerprint_tolerance)
-        by_index = {cand.index: cand for cand in pool.candidates}
-        cluster_docs = [
-            ClusterDocument(rank=r, representative=cl.representative,
-                            energy_per_atom=cl.energy_per_atom, size=len(cl.members),
-                            reliable=cl.reliable,
-                            space_group=space_group(by_index[cl.representative].structure)[0])
-            for r, cl in enumerate(clusters[:max(an.n_top_clusters, cfg.validation.n_structures,
-                                                  10)], start=1)
-        ]
-        top = [cl.energy_per_atom for cl in clusters[:an.n_top_clusters]]
-        change = None
-        if state.history and state.history[-1] and top:
-            prev = state.history[-1]
-            n = min(len(prev), len(top))
-            change = float(max(abs(a - b) for a, b in zip(prev[:n], top[:n], strict=True)))
-        mae = training_set.prediction_mae
-        reasons = []
-        stable = change is not None and change <= an.energy_tolerance
-        reasons.append(f"top-{an.n_top_clusters} energies moved "
-                       + ("n/a" if change is None else f"{change * 1000:.1f} meV/atom"))
-        accurate = mae is not None and mae <= an.max_prediction_error
-        reasons.append("prediction MAE " + ("n/a" if mae is None else f"{mae * 1000:.1f} meV/atom"))
-        reliable = bool(clusters) and clusters[0].reliable
-        converged = stable and accurate and reliable and c + 1 >= an.min_cycles
-        if converged:
-            decision = "converged: " + ", ".join(reasons)
-        elif c + 1 >= an.max_cycles:
-            decision = f"stopped at max_cycles={an.max_cycles}: " + ", ".join(reasons)
-        else:
-            decision = "continue: " + ", ".join(reasons)
+        summary = analyse_cycle(pool, training_set, ensemble, state, self.config,
+                                CURRENT_JOB.job.uuid, uuids)
+        logger.info(cycle_line(summary))
+        return Response(output=summary, addition=self.follow_up(summary.resume, summary.stop))
 
-        energies = sorted(cand.energy_per_atom for cand in pool.candidates
-                          if cand.energy_per_atom is not None and math.isfinite(cand.energy_per_atom))
-        sig = [cand.sigma_force for cand in pool.candidates if cand.sigma_force is not None]
-        counts: dict[str, int] = {}
-        for cand in pool.candidates:
-            counts[cand.status.value] = counts.get(cand.status.value, 0) + 1
-        val = [m.validation_rmse_energy for m in ensemble.members
-               if m.validation_rmse_energy is not None]
-        summary = CycleSummary(
-            run_id=self.run_id, name=cfg.name, cycle=c,
-            oracle_single_points=training_set.n_attempted_total,
-            failed_labels=training_set.n_failed_total, training_set_size=len(training_set.labels),
-            prediction_mae=mae, validation_rmse_energy=float(np.mean(val)) if val else None,
-            best_energy_per_atom=energies[0] if energies else None, status_counts=counts,
-            sigma_force_median=float(np.median(sig)) if sig else None,
-            sigma_force_p90=float(np.percentile(sig, 90)) if sig else None,
-            energies=energies[:MAX_STORED_ENERGIES], n_finite=len(energies),
-            energy_quantiles={str(q): float(np.percentile(energies, q))
-                              for q in (0, 5, 25, 50, 75, 95, 100)} if energies else {},
-            clusters=cluster_docs, top_energy_change=change,
-            converged=converged, decision=decision,
-        )
-        best = "n/a" if summary.best_energy_per_atom is None else f"{summary.best_energy_per_atom:.4f}"
-        logger.info(
-            "cycle %d | labels %d (%d failed) | best %s eV/atom | clusters %d | sigma_F median %s "
-            "eV/A | %s | %s", c, summary.oracle_single_points, summary.failed_labels, best,
-            len(clusters), "n/a" if summary.sigma_force_median is None
-            else f"{summary.sigma_force_median:.3f}",
-            " ".join(f"{k}={v}" for k, v in sorted(counts.items())), decision,
-        )
-        me = CURRENT_JOB.job.uuid
-        next_state = state.model_copy(update={
-            "cycle": c + 1, "n_labels": training_set.n_attempted_total,
-            "n_failed_labels": training_set.n_failed_total,
-            "history": [*state.history, top], "summaries": [*state.summaries, me],
-        })
-        stop = self.stops(converged, c + 1)
-        summary.stop = stop
-        summary.resume = {**uuids, "n_members": len(ensemble.members),
-                          "next_state": next_state.model_dump(mode="json")}
-        return Response(output=summary,
-                        addition=self.follow_up(uuids, next_state, stop, len(ensemble.members)))
-
-    def stops(self, converged: bool, cycles_done: int) -> bool:
-        """Whether the search ends after ``cycles_done`` cycles: criterion met, or max_cycles."""
-        return converged or cycles_done >= self.config.analysis.max_cycles
-
-    def follow_up(self, uuids: dict[str, str], next_state: SearchState, stop: bool,
-                  n_members: int) -> Flow:
+    def follow_up(self, resume: ResumePoint, stop: bool) -> Flow:
         """The flow after a finished cycle: the next cycle, or validation and the report.
 
-        ``uuids`` holds the finished cycle's ``pool``, ``training_set`` and ``ensemble`` job UUIDs;
-        the analysis job calls this, and so does a resumed run (``crysal_flows.resume``).
+        The analysis job calls this, and so does a resumed run (``crysal_flows.resume``).
         """
-        cfg = self.config
+        cfg, state = self.config, resume.next_state
         if stop:
             follow = validate_minima(
-                StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=next_state.summaries[-1]),
-                next_state.summaries, self.validation_maker, cfg.validation.n_structures,
-                {"run_id": self.run_id, "name": cfg.name, "composition": cfg.composition},
-                cfg.references, self.started, cfg.workers,
+                StoredOutput(uuid=resume.pool), StoredOutput(uuid=state.summaries[-1]),
+                state.summaries, self.validation_maker, cfg.validation.n_structures,
+                {"run_id": state.run_id, "name": cfg.name, "composition": cfg.composition},
+                cfg.references, state.started, self.workers,
             )
-            route(follow, "driver", cfg.workers)
             follow.name = "validate minima"
-            flow = Flow([follow], name="validation")
-            return flow
-        return self.make(StoredOutput(uuid=uuids["pool"]), StoredOutput(uuid=uuids["training_set"]),
-                         StoredOutput(uuid=uuids["ensemble"]), next_state,
-                         n_previous_members=n_members)
+            tag(follow, Step.VALIDATE)
+            route(follow, "driver", self.workers)
+            return Flow([follow], name="validation")
+        return self.make(StoredOutput(uuid=resume.pool), StoredOutput(uuid=resume.training_set),
+                         StoredOutput(uuid=resume.ensemble), state,
+                         n_previous_members=resume.n_members)
 
 
 @dataclass
@@ -271,21 +212,33 @@ class CrystalSearchMaker(Maker):
     cycle_maker: CycleMaker | None = None
     pool_maker: Maker | None = None
 
-    def make(self, config: SearchConfig | None = None) -> Flow:
-        """Make the flow of a search (``config`` overrides the maker's)."""
+    def make(self, config: SearchConfig | None = None, run_id: str | None = None,
+             started: float | None = None) -> Flow:
+        """Make the flow of a search (``config`` overrides the maker's).
+
+        Parameters
+        ----------
+        run_id
+            Identifier of the run (default: a new one); every job's ``metadata.crysal_run``.
+        started
+            When the run started (default: now), for the report's wall time.
+        """
         cfg = config or self.config
         if cfg is None:
             raise ValueError("CrystalSearchMaker needs a SearchConfig")
-        cycle_maker = self.cycle_maker or CycleMaker(config=cfg, started=time.time())
+        run_id = run_id or new_run_id()
+        state = initial_state(cfg, run_id, time.time() if started is None else started)
+        cycle_maker = self.cycle_maker or CycleMaker(config=cfg)
         pool_maker = self.pool_maker or PoolMaker(config=cfg.pool)
         pool = pool_maker.make(cfg.composition, seed=cfg.seed)
         pool.name = "generate pool"
-        route(pool, "driver", cfg.workers)
-        first = cycle_maker.make(pool.output)
+        tag(pool, Step.POOL)
+        route(pool, "driver", cycle_maker.workers)
+        first = cycle_maker.make(pool.output, state=state)
         # the run's name first: FireWorks' web GUI cuts long workflow names short
         flow = Flow([pool, first], output=first.output,
-                    name=f"{cfg.name} ({cfg.composition}) {self.name} {cycle_maker.run_id}")
-        tag_run(flow, cycle_maker.run_id)
+                    name=f"{cfg.name} ({cfg.composition}) {self.name} {run_id}")
+        tag_run(flow, run_id)
         return flow
 
 

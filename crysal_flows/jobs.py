@@ -18,14 +18,45 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from jobflow import JobConfig, OnMissing, job
+from jobflow import Job, JobConfig, OnMissing, job
 
 from crysal_flows.refs import StoredOutput
 
-__all__ = ["crysal_job", "resolve_stored"]
+__all__ = ["Step", "crysal_job", "resolve_stored", "tag"]
+
+
+class Step:
+    """The steps of a search, as every job's ``metadata.crysal_step`` names them.
+
+    Stored outputs are found by ``metadata.crysal_run`` and ``metadata.crysal_step`` (and
+    ``metadata.crysal_cycle``), never by a job's display name.
+    """
+
+    POOL = "generate_pool"
+    SELECT = "select"
+    LABEL = "label"  # the fan-out job
+    ORACLE_SINGLE_POINT = "oracle_single_point"
+    COLLECT_LABELS = "collect_labels"
+    GATHER_LABELS = "gather_labels"
+    TRAIN_MEMBER = "train_member"
+    GATHER_ENSEMBLE = "gather_ensemble"
+    RELAX_SHARD = "relax_shard"
+    MERGE_SHARDS = "merge_shards"
+    ANALYSE = "analyse"
+    VALIDATE = "validate"  # the fan-out job
+    ORACLE_RELAX = "oracle_relax"
+    REFERENCE_RELAX = "reference_relax"
+    REPORT = "report"
+
+
+def tag(jobs: Job | Iterable[Job], step: str, cycle: int | None = None) -> None:
+    """Put ``step`` (and ``cycle``) into the metadata of ``jobs``."""
+    for j in [jobs] if isinstance(jobs, Job) else jobs:
+        j.metadata = {**(j.metadata or {}), "crysal_step": step,
+                      **({} if cycle is None else {"crysal_cycle": cycle})}
 
 
 def resolve_stored(value: Any) -> Any:

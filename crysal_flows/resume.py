@@ -1,8 +1,10 @@
 """Resuming a local run after a crash: nothing computed is lost, nothing is labelled twice.
 
 ``crysal run CONFIG`` records each run in the store's ``runs`` collection with a hash of its
-configuration. Run again after the process died (killed, out of memory, node rebooted), it finds
-the unfinished run of the same configuration and builds the rest of its flow from the store:
+search (its science: machine settings such as the store, the DFT command or worker categories are
+not in it, and neither is ``analysis.max_cycles``, which the record keeps on its own). Run again
+after the process died (killed, out of memory, node rebooted), it finds the unfinished run of the
+same search and builds the rest of its flow from the store:
 
 - after the last finished cycle: the next cycle (or validation) from that cycle's stored pool,
   training set and ensemble (``CycleSummary.resume``), exactly as its analysis job would have;
@@ -18,6 +20,9 @@ Raising ``analysis.max_cycles`` continues a run, finished or not, whose search s
 ``max_cycles`` without meeting the stopping criterion: the next cycle starts from the last one's
 stored state, and the earlier cycles' labels, ensembles and report stay as they are. Every other
 setting must be the same; a run that met the criterion is not continued.
+
+Runs recorded by crysal_flows 0.1 (no ``version`` in their record) cannot be resumed: their jobs
+carry no step metadata. ``crysal run`` says so and starts a new run.
 """
 
 from __future__ import annotations
@@ -33,25 +38,34 @@ from typing import Any
 
 from jobflow import Flow, JobStore
 
-from crysal_flows.config import MAX_CYCLES_LIMIT, SearchConfig
+from crysal_flows import __version__
+from crysal_flows.analysis.schemas import ResumePoint
+from crysal_flows.analysis.stopping import StoppingRule
+from crysal_flows.config import SearchConfig
+from crysal_flows.jobs import Step
 from crysal_flows.refs import StoredOutput
-from crysal_flows.schemas import SearchState
-from crysal_flows.store import local_collection
+from crysal_flows.store import local_collection, step_outputs
 
-__all__ = ["RunRecord", "config_hash", "find_resumable", "mark", "record_run", "resume_flow"]
+__all__ = [
+    "RunRecord",
+    "find_resumable",
+    "legacy_runs",
+    "mark",
+    "record_run",
+    "resume_flow",
+    "search_hash",
+]
 
 
-def config_hash(config: SearchConfig) -> str:
-    """Hash of everything in a configuration that changes results (not the store path)."""
-    data = config.model_dump(mode="json", exclude={"store"})
+def search_hash(config: SearchConfig) -> str:
+    """Hash of the science of a search, ``analysis.max_cycles`` aside.
+
+    Only values that differ from their defaults enter it, so a setting added in a later version
+    with a default leaves the hashes of earlier runs as they were.
+    """
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    data.get("analysis", {}).pop("max_cycles", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _same_search(config: SearchConfig) -> dict[str, int]:
-    """``config_hash`` of this configuration under each ``max_cycles`` -> that ``max_cycles``."""
-    return {config_hash(config.model_copy(update={
-        "analysis": config.analysis.model_copy(update={"max_cycles": k})})): k
-        for k in range(1, MAX_CYCLES_LIMIT + 1)}
 
 
 @dataclass
@@ -60,7 +74,7 @@ class RunRecord:
 
     run_id: str
     name: str
-    config_hash: str
+    search_hash: str
     started: float
     status: str  # running | finished
     max_cycles: int  # the run's analysis.max_cycles
@@ -77,11 +91,13 @@ def _runs(path: str | Path) -> Iterator:
         runs.close()
 
 
-def record_run(path: str | Path, config: SearchConfig, run_id: str, started: float) -> None:
-    """Record a new run as running."""
+def record_run(path: str | Path, config: SearchConfig, run_id: str, started: float,
+               status: str = "running") -> None:
+    """Record a run (new, or going on under another ``max_cycles``)."""
     with _runs(path) as runs:
-        runs.update([{"run_id": run_id, "name": config.name, "config_hash": config_hash(config),
-                      "started": started, "status": "running", "updated": time.time()}])
+        runs.update([{"run_id": run_id, "name": config.name, "search_hash": search_hash(config),
+                      "max_cycles": config.analysis.max_cycles, "started": started,
+                      "status": status, "updated": time.time(), "version": __version__}])
 
 
 def mark(path: str | Path, run_id: str, status: str) -> None:
@@ -96,60 +112,64 @@ def mark(path: str | Path, run_id: str, status: str) -> None:
 def find_resumable(path: str | Path, config: SearchConfig) -> RunRecord | None:
     """The run of this search that ``crysal run`` goes on with, if any.
 
-    The latest unfinished run of this configuration, or of the same one with another
-    ``max_cycles``; else the latest finished run of the same search with another ``max_cycles``
-    (``resume_flow`` tells whether it can be continued).
+    The latest unfinished run of this search (under any ``max_cycles``); else the latest finished
+    one with another ``max_cycles`` (``resume_flow`` tells whether it can be continued).
     """
-    family = _same_search(config)
     with _runs(path) as runs:
-        docs = list(runs.query({"config_hash": {"$in": list(family)}}, sort={"started": -1}))
+        docs = list(runs.query({"search_hash": search_hash(config)}, sort={"started": -1}))
     own = config.analysis.max_cycles
     docs = ([d for d in docs if d["status"] == "running"]
-            + [d for d in docs if d["status"] != "running" and family[d["config_hash"]] != own])
+            + [d for d in docs if d["status"] != "running" and d["max_cycles"] != own])
     if not docs:
         return None
     d = docs[0]
-    return RunRecord(d["run_id"], d["name"], d["config_hash"], d["started"], d["status"],
-                     family[d["config_hash"]])
+    return RunRecord(d["run_id"], d["name"], d["search_hash"], d["started"], d["status"],
+                     d["max_cycles"])
 
 
-def _outputs(store: JobStore, run_id: str, name_regex: str) -> list[dict[str, Any]]:
-    return list(store.query({"metadata.crysal_run": run_id, "name": {"$regex": name_regex}},
-                            properties=["uuid", "output", "name", "completed_at"], load=False))
+def legacy_runs(path: str | Path, name: str) -> list[str]:
+    """Unfinished runs named ``name`` that an earlier version recorded (they cannot resume)."""
+    with _runs(path) as runs:
+        docs = list(runs.query({"name": name, "status": "running", "version": {"$exists": False}}))
+    return [d["run_id"] for d in docs]
 
 
-def resume_flow(store: JobStore, cycle_maker: Any, pool_maker: Any = None,
+def resume_flow(store: JobStore, cycle_maker: Any, record: RunRecord,
                 finished: bool = False) -> tuple[Flow, str] | None:
-    """The remaining flow of ``cycle_maker.run_id`` and a sentence saying where it resumes.
+    """The remaining flow of the run of ``record`` and a sentence saying where it resumes.
 
-    ``cycle_maker`` must carry the run's id and configuration, whose ``max_cycles`` decides
-    whether the last finished cycle is followed by another or by validation. A ``finished`` run
-    gets only further cycles: None when its last cycle met the criterion or reached the new
+    ``cycle_maker`` must carry the run's configuration, whose ``max_cycles`` decides whether the
+    last finished cycle is followed by another or by validation. A ``finished`` run gets only
+    further cycles: None when its last cycle met the criterion or reached the new
     ``max_cycles``.
     """
-    from crysal_flows.flows import CrystalSearchMaker, tag_run
+    from crysal_flows.flows import CrystalSearchMaker, initial_state, tag_run
 
-    run_id, cfg = cycle_maker.run_id, cycle_maker.config
+    cfg = cycle_maker.config
+    run_id = record.run_id
     store.connect()
-    summaries = [d for d in _outputs(store, run_id, "^analyse") if d["output"].get("resume")]
-    pools = _outputs(store, run_id, "^generate pool")
+    summaries = [d["output"] for d in step_outputs(store, run_id, Step.ANALYSE,
+                                                   properties=["output"])
+                 if d["output"].get("resume")]
+    pools = step_outputs(store, run_id, Step.POOL, properties=["uuid"])
     if summaries:
-        last = max(summaries, key=lambda d: d["output"]["cycle"])["output"]
-        info = last["resume"]
-        state = SearchState.model_validate(info["next_state"])
-        stop = cycle_maker.stops(last["converged"], state.cycle)
+        last = max(summaries, key=lambda s: s["cycle"])
+        resume = ResumePoint.model_validate(last["resume"])
+        stop = StoppingRule(cfg.analysis).stops(last["converged"], resume.next_state.cycle)
         if finished and stop:
             return None
-        flow = cycle_maker.follow_up(info, state, stop, info["n_members"])
-        where = ("validation" if stop else f"cycle {state.cycle}") + \
+        flow = cycle_maker.follow_up(resume, stop)
+        where = ("validation" if stop else f"cycle {resume.next_state.cycle}") + \
             f" (after cycle {last['cycle']}, {last['oracle_single_points']} labels so far)"
     elif finished:
         return None
     elif pools:
-        flow = cycle_maker.make(StoredOutput(uuid=pools[0]["uuid"]))
+        flow = cycle_maker.make(StoredOutput(uuid=pools[0]["uuid"]),
+                                state=initial_state(cfg, run_id, record.started))
         where = "cycle 0 (the pool was generated)"
     else:  # tagged with the run id already
-        return (CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker,
-                                   pool_maker=pool_maker).make(), "the start (nothing was stored)")
+        flow = CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker).make(
+            run_id=run_id, started=record.started)
+        return flow, "the start (nothing was stored)"
     tag_run(flow, run_id)
     return flow, where

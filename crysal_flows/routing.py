@@ -12,7 +12,7 @@ from typing import Literal
 
 from jobflow import Flow, Job
 
-from crysal_flows.config import WorkersConfig
+from crysal_flows.settings import WorkersConfig
 
 __all__ = ["JobKind", "route"]
 

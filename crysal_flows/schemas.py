@@ -54,8 +54,13 @@ class Candidate(BaseModel):
 
 
 class SearchState(MSONModel):
-    """The small state carried from one cycle to the next."""
+    """The small state carried from one cycle to the next, and the run it belongs to."""
 
+    run_id: str = Field("", description="Identifier of the search run.")
+    started: float | None = Field(None, description="When the run started (Unix time).")
+    init_models: list[tuple[str, str]] = Field(
+        default_factory=list, description="Model files that cycle 0's members start from "
+        "(training.init_models), each with its SHA-256, pinned when the search was built.")
     cycle: int = Field(0, ge=0, description="Index of the cycle about to run.")
     n_labels: int = Field(0, description="Oracle single points so far (failed ones included).")
     n_failed_labels: int = Field(0, description="Oracle single points that failed so far.")

@@ -1,12 +1,20 @@
-"""JobStores: the embedded on-disk default for local runs."""
+"""JobStores: the embedded on-disk default for local runs, and lookups of a run's outputs.
+
+Outputs are found by the metadata every job carries (``crysal_run``, ``crysal_step``,
+``crysal_cycle``; see :class:`crysal_flows.jobs.Step`), never by job names.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 from jobflow import JobStore
 
-__all__ = ["local_collection", "local_store"]
+from crysal_flows.jobs import Step
+
+__all__ = ["find_reports", "last_ensemble", "local_collection", "local_store", "step_outputs"]
 
 
 def local_store(path: str | Path, create: bool = True) -> JobStore:
@@ -32,3 +40,27 @@ def local_collection(path: str | Path, name: str, **kwargs):  # noqa: ANN201
 
     return MontyStore(name, database_path=str(Path(path).expanduser().resolve()),
                       database_name="crysal", storage="sqlite", **kwargs)
+
+
+def step_outputs(store: JobStore, run_id: str | None, step: str, load: bool = False,
+                 properties: list[str] | None = None) -> list[dict[str, Any]]:
+    """The job documents of ``step`` (of run ``run_id``, or of every run), oldest first."""
+    query: dict[str, Any] = {"metadata.crysal_step": step}
+    if run_id is not None:
+        query["metadata.crysal_run"] = run_id
+    return list(store.query(query, properties=properties, sort={"completed_at": 1}, load=load))
+
+
+def find_reports(store: JobStore) -> list[dict[str, Any]]:
+    """Every run's final report in a connected store, oldest first."""
+    return [d["output"] for d in step_outputs(store, None, Step.REPORT, load=True)]
+
+
+def last_ensemble(store: JobStore, run_id: str) -> Any:
+    """The last cycle's ``EnsembleDocument`` of run ``run_id`` in a connected store, or None."""
+    from crysal_flows.training.schemas import EnsembleDocument
+
+    docs = step_outputs(store, run_id, Step.GATHER_ENSEMBLE, load=True)
+    if not docs:
+        return None
+    return EnsembleDocument.model_validate(max(docs, key=lambda d: d["output"]["cycle"])["output"])

@@ -12,6 +12,7 @@ __all__ = [
     "fingerprint",
     "parse_composition",
     "reference_volume",
+    "space_group",
     "sphere_volume",
     "structure_to_atoms",
 ]
@@ -112,3 +113,14 @@ def fingerprint(atoms: Atoms, r_max: float = 6.0, n_bins: int = 60, width: float
     vec = np.concatenate(blocks)
     norm = np.linalg.norm(vec)
     return vec / norm if norm > 0 else vec
+
+
+def space_group(structure: Structure, symprec: float = 0.1) -> tuple[str, int]:
+    """Space group symbol and number, or ('P1', 1) if spglib fails."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=symprec)
+        return sga.get_space_group_symbol(), sga.get_space_group_number()
+    except Exception:  # spglib can fail on distorted cells
+        return "P1", 1

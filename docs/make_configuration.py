@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from crysal_flows.config import ReferenceStructure, SearchConfig
+from crysal_flows.settings import CrysalSettings, WorkersConfig
 
 HEADER = """# Search configuration
 
@@ -50,7 +51,26 @@ def render() -> str:
         if model.__doc__:
             out += [" ".join(model.__doc__.split()).replace("``", "`"), ""]
         out += [*_table(model, []), ""]
-    return "\n".join(out)
+    out += [MACHINE, "| setting | variable | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, field in CrysalSettings.model_fields.items():
+        if name == "workers":
+            for kind, sub in WorkersConfig.model_fields.items():
+                out.append(f"| `workers.{kind}` | `CRYSAL_WORKERS__{kind.upper()}` | "
+                           f"{_default(sub)} | {sub.description} |")
+            continue
+        out.append(f"| `{name}` | `CRYSAL_{name.upper()}` | {_default(field)} | "
+                   f"{field.description} |")
+    return "\n".join(out) + "\n"
+
+
+MACHINE = """## Machine settings (not part of a search)
+
+Where and how the jobs run is no part of the search configuration, nor of the hash that a
+resumed run is matched by. Set these as environment variables or as the same keys in
+`~/.crysal.yaml` (the variables win); `crysal submit --category ml=a100` overrides a worker
+category for one workflow. A configuration that still has `store`, `workers` or
+`oracle.command` is refused with a message that says where each went.
+"""
 
 
 if __name__ == "__main__":

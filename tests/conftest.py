@@ -16,7 +16,7 @@ def _fresh_dir(tmp_path, monkeypatch):
 def _torch_hygiene():
     import torch
 
-    from crysal_flows.mace_utils import torch_setup
+    from crysal_flows.models.mace import torch_setup
 
     torch_setup(1)
     yield
@@ -55,7 +55,8 @@ def si_frames():
 def tiny_ensemble(si_frames):
     """Two small MACE members trained for a few epochs on the Si8 labels."""
     from crysal_flows.config import TrainingConfig
-    from crysal_flows.mace_utils import Ensemble, torch_setup
+    from crysal_flows.models.ensemble import Ensemble
+    from crysal_flows.models.mace import torch_setup
     from crysal_flows.training.train import train_member
 
     torch_setup(1)

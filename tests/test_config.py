@@ -9,9 +9,21 @@ BASE = {"name": "t", "composition": "Si8"}
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_examples_are_valid(path):
+def test_examples_run_here_build_a_workflow_and_are_listed(path):
+    """Each example passes the checks before a run on this machine (its oracle, CP2K included,
+    runs here), becomes a FireWorks workflow, and the README's table lists it."""
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    from crysal_flows.flows import CrystalSearchMaker
+    from crysal_flows.preflight import preflight
+
     cfg = load_config(path)
-    assert cfg.pool.size >= (cfg.selection.n_labels_first or cfg.selection.n_labels)
+    preflight(cfg)
+    wf = flow_to_workflow(CrystalSearchMaker(config=cfg).make())
+    n = cfg.training.n_members
+    assert f"train member {n}/{n} (cycle 0)" in {fw.name for fw in wf.fws}
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert f"| `{path.name}` |" in readme, f"README.md's table of examples lacks {path.name}"
 
 
 @pytest.mark.parametrize(

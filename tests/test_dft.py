@@ -16,7 +16,7 @@ from jobflow import run_locally
 
 from crysal_flows.config import OracleConfig
 from crysal_flows.labelling.jobs import OracleStaticMaker, gather_labels
-from crysal_flows.labelling.oracles import OracleUnavailableError, check_oracle, oracle_identity
+from crysal_flows.oracles import OracleUnavailableError, check_oracle, get_oracle, oracle_identity
 from crysal_flows.training.jobs import labels_to_frames
 from crysal_flows.utils import atoms_to_structure
 
@@ -33,9 +33,7 @@ def _si2(displace=0.0, strain=0.0):
 
 
 def _energy(atoms) -> float:
-    from crysal_flows.labelling.dft import dft_single_point
-
-    return dft_single_point(atoms_to_structure(atoms), CP2K).energy
+    return get_oracle(CP2K).single_point(atoms_to_structure(atoms)).energy
 
 
 def test_cp2k_label_lands_in_training_data_in_ase_units(memory_store):
@@ -84,9 +82,9 @@ def test_cp2k_missing_is_said_clearly(monkeypatch, tmp_path):
     with pytest.raises(OracleUnavailableError, match="apt install cp2k"):
         check_oracle(OracleConfig(kind="cp2k"), ["Si"])
     monkeypatch.setenv("CP2K_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr("crysal_flows.labelling.dft._DATA_DIRS", ())
+    monkeypatch.setattr("crysal_flows.oracles.cp2k._DATA_DIRS", ())
     with pytest.raises(OracleUnavailableError, match="cp2k-data"):
-        from crysal_flows.labelling.dft import cp2k_data_dir
+        from crysal_flows.oracles.cp2k import cp2k_data_dir
 
         cp2k_data_dir()
 
@@ -97,7 +95,12 @@ def test_dft_settings_are_validated_and_identify_the_oracle():
     with pytest.raises(ValueError, match="only used with kinds cp2k and vasp"):
         OracleConfig(kind="chgnet", input_settings={"ENCUT": 500})
     a = oracle_identity(OracleConfig(kind="cp2k"))
-    assert a == oracle_identity(OracleConfig(kind="cp2k", command="srun cp2k.psmp"))
+    # the identity of the CP2K oracle of examples/si16-cp2k.yaml before the oracles moved into
+    # one package: its labels stay the same oracle's
+    assert oracle_identity(OracleConfig(kind="cp2k", kpoint_density=48,
+                                        input_settings={"cutoff": 300})) == "cp2k#9456308e9a"
+    with pytest.raises(ValueError, match="machine setting"):  # the command is not science
+        OracleConfig(kind="cp2k", command="srun cp2k.psmp")
     assert a != oracle_identity(OracleConfig(kind="cp2k", input_settings={"cutoff": 400}))
     assert a != oracle_identity(OracleConfig(kind="cp2k", kpoint_density=100))
     # labels written with the earlier space-group-reduced k-point lists carry another identity
@@ -110,11 +113,9 @@ def test_dft_settings_are_validated_and_identify_the_oracle():
 def test_vasp_inputs_for_random_structures(tmp_path):
     from atomate2.vasp.files import write_vasp_input_set
 
-    from crysal_flows.labelling.dft import vasp_input_generator
-
     s16 = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 1, 1)))
-    cfg = OracleConfig(kind="vasp", input_settings={"ENCUT": 600})
-    write_vasp_input_set(s16, vasp_input_generator(cfg), directory=tmp_path / "static",
+    vasp = get_oracle(OracleConfig(kind="vasp", input_settings={"ENCUT": 600}))
+    write_vasp_input_set(s16, vasp.input_generator(), directory=tmp_path / "static",
                          potcar_spec=True)
     from pymatgen.io.vasp import Incar, Kpoints
 
@@ -125,7 +126,7 @@ def test_vasp_inputs_for_random_structures(tmp_path):
     kpts = Kpoints.from_file(tmp_path / "static" / "KPOINTS").kpts[0]
     # a k-point density, not a fixed mesh: the long axis gets fewer points
     assert kpts[0] < kpts[1] == kpts[2]
-    write_vasp_input_set(s16, vasp_input_generator(cfg, {"IBRION": 2, "ISIF": 3, "NSW": 50}),
+    write_vasp_input_set(s16, vasp.input_generator({"IBRION": 2, "ISIF": 3, "NSW": 50}),
                          directory=tmp_path / "relax", potcar_spec=True)
     relax = Incar.from_file(tmp_path / "relax" / "INCAR")
     assert relax["ISIF"] == 3 and relax["NSW"] == 50 and relax["ENCUT"] == 600
@@ -176,18 +177,18 @@ def test_vasp_label_parsed_in_ase_units(monkeypatch, memory_store):
     """VASP cannot run here: its run is replaced by a vasprun.xml in VASP's format and units."""
     from atomate2.vasp.files import write_vasp_input_set
 
-    import crysal_flows.labelling.dft as dft
+    from crysal_flows.oracles.vasp import VaspOracle
 
     forces = np.array([[0.5, -0.25, 0.125], [-0.5, 0.25, -0.125]])  # eV/A
     stress_kbar = np.array([[10.0, 1.0, 0.0], [1.0, 20.0, 0.0], [0.0, 0.0, -30.0]])  # + = compressive
     n_scf = {"value": 12}
 
-    def fake_vasp(config, structure, generator):
+    def fake_vasp(self, structure, generator):
         write_vasp_input_set(structure, generator, potcar_spec=True)
         Path("vasprun.xml").write_text(_vasprun(structure, -10.84, forces, stress_kbar,
                                                 n_scf["value"], nelm=100))
 
-    monkeypatch.setattr(dft, "_run_vasp", fake_vasp)
+    monkeypatch.setattr(VaspOracle, "_run", fake_vasp)
     vasp = OracleConfig(kind="vasp")
     jobs = [OracleStaticMaker(oracle=vasp).make(atoms_to_structure(_si2()), cycle=0, reason="random")]
     n_scf["value"] = 100  # NELM reached: an unconverged SCF is a failed label
@@ -233,7 +234,7 @@ def test_cp2k_validation_relaxation_counts_every_force_evaluation():
 
 
 def test_cp2k_kpoints_are_the_full_gamma_mesh_reduced_by_time_reversal_only():
-    from crysal_flows.labelling.dft import cp2k_kpoints
+    from crysal_flows.oracles.cp2k import cp2k_kpoints
 
     cubic = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
     k = cp2k_kpoints(cubic, 48)
@@ -246,11 +247,9 @@ def test_cp2k_kpoints_are_the_full_gamma_mesh_reduced_by_time_reversal_only():
 
 def test_cp2k_symmetric_cell_gets_zero_forces_and_isotropic_stress():
     """A symmetry-reduced k-list broke both (0.055 eV/A, sheared stress on cubic diamond)."""
-    from crysal_flows.labelling.dft import dft_single_point
-
     cubic = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
     cfg = OracleConfig(kind="cp2k", kpoint_density=48, input_settings={"cutoff": 200}, max_errors=1)
-    r = dft_single_point(cubic, cfg)
+    r = get_oracle(cfg).single_point(cubic)
     assert np.abs(r.forces).max() < 1e-3
     s = r.stress
     assert np.abs(s - np.diag(np.diag(s))).max() < 1e-4

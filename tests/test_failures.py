@@ -4,6 +4,7 @@ not stop the search, under run_locally here and under FireWorks in test_firework
 import json
 
 import pytest
+from configs import FAULTY
 from faults import FailingRelaxMaker, FailingTrainMaker, FailingValidationMaker
 from jobflow import OnMissing, run_locally
 from jobflow.managers.fireworks import flow_to_workflow
@@ -14,19 +15,6 @@ from crysal_flows.labelling.jobs import collect_labels
 from crysal_flows.relaxation.jobs import merge_shards, shard_indices
 from crysal_flows.training.jobs import gather_ensemble
 from crysal_flows.validation.jobs import make_report
-
-FAULTY = {
-    "name": "faulty", "composition": "Si8", "seed": 1,
-    "pool": {"size": 8},
-    "selection": {"n_labels": 4, "n_labels_first": 8},
-    "training": {"n_members": 3, "epochs": 8, "warm_start_epochs": 4, "min_steps": 0},
-    "relaxation": {"max_steps": 30, "n_shards": 2},
-    "analysis": {"min_cycles": 2, "max_cycles": 2},
-    "validation": {"n_structures": 3, "max_steps": 50},
-    "references": [{"label": "diamond",
-                    "bulk": {"name": "Si", "crystalstructure": "diamond", "a": 5.43}}],
-}
-
 
 def faulty_search(config: dict):
     """The search of ``config`` with member 1 failing in every cycle, relaxation shard 1 in cycle
@@ -58,19 +46,19 @@ def test_failed_member_shard_and_validation_jobs_do_not_stop_the_search(memory_s
     cfg, flow = faulty_search(FAULTY)
     run_locally(flow, store=memory_store, log=False)
 
-    def outputs(prefix: str) -> list[dict]:
-        docs = memory_store.query({"name": {"$regex": f"^{prefix}"}}, load=True)
+    def outputs(step: str) -> list[dict]:
+        docs = memory_store.query({"metadata.crysal_step": step}, load=True)
         return sorted((d["output"] for d in docs), key=lambda o: o.get("cycle", 0))
 
     # every cycle trained 3 members, one raised, and went on with the other two
-    ensembles = outputs("gather ensemble")
+    ensembles = outputs("gather_ensemble")
     assert [e["cycle"] for e in ensembles] == [0, 1]
     assert all(e["n_requested"] == 3 and len(e["members"]) == 2 for e in ensembles)
     assert all(sorted(m["member"] for m in e["members"]) == [1, 2] for e in ensembles)
 
     # shard 1 of cycle 0 raised: its candidates kept their generated structures, marked as such
-    pool = memory_store.query_one({"name": "generate pool"}, load=True)["output"]
-    merged = outputs("merge shards")[0]
+    pool = memory_store.query_one({"metadata.crysal_step": "generate_pool"}, load=True)["output"]
+    merged = outputs("merge_shards")[0]
     lost = set(shard_indices(cfg.pool.size, cfg.relaxation.n_shards)[0].tolist())
     for before, after in zip(pool["candidates"], merged["candidates"], strict=True):
         if after["index"] in lost:
@@ -82,7 +70,7 @@ def test_failed_member_shard_and_validation_jobs_do_not_stop_the_search(memory_s
     assert [s["cycle"] for s in outputs("analyse")] == [0, 1]
 
     # the validation of the best cluster raised: listed as failed, the others reported
-    (report,) = outputs("crysal report")
+    (report,) = outputs("report")
     summary = outputs("analyse")[-1]
     assert len(summary["clusters"]) >= 2
     (failed,) = report["failed_relaxations"]
@@ -93,6 +81,6 @@ def test_failed_member_shard_and_validation_jobs_do_not_stop_the_search(memory_s
     assert all(failed["source_index"] not in m["source_indices"] for m in report["minima"])
     # the reference was relaxed by an oracle job of its own, not inside the report
     assert report["references"]["diamond"] == pytest.approx(-4.3366, abs=2e-3)
-    ref_job = memory_store.query_one({"name": "oracle relax reference diamond"})
+    ref_job = memory_store.query_one({"metadata.crysal_step": "reference_relax"})
     assert ref_job["output"]["reference"] == "diamond"
     assert json.dumps(report)  # a plain document

@@ -22,22 +22,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from configs import TINY_FW
 
 ROOT = Path(__file__).resolve().parents[1]
 FW_CONFIGS = ROOT / "fw_configs"
-
-TINY = {
-    "name": "tiny-fw", "composition": "Si8", "seed": 1,
-    "pool": {"size": 8},
-    "selection": {"n_labels": 3, "n_labels_first": 6},
-    "training": {"n_members": 2, "epochs": 6, "warm_start_epochs": 3, "min_steps": 0},
-    "relaxation": {"max_steps": 20, "n_shards": 1},
-    "analysis": {"min_cycles": 2, "max_cycles": 2},
-    "validation": {"n_structures": 1, "max_steps": 30},
-    "references": [{"label": "diamond",
-                    "bulk": {"name": "Si", "crystalstructure": "diamond", "a": 5.43}}],
-}
-
 
 def _run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -151,7 +139,7 @@ def _qlaunch_until_done(env: dict, work: Path) -> int:
 def _slurm_env(slurm: Path, work: Path) -> dict:
     env = _write_configs(work)
     env["SLURM_CONF"] = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_FW))
     today = datetime.now().strftime("%Y-%m-%d")
     _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
     return env
@@ -275,7 +263,8 @@ def test_failed_jobs_fizzle_and_the_search_goes_on_under_fireworks(tmp_path):
     """A member, a shard and a validation relaxation raise: their Fireworks FIZZLE, the jobs that
     gather them run anyway (``_allow_fizzled_parents``) and the search reaches its report."""
     from faults import __file__ as faults_file
-    from test_failures import FAULTY, faulty_search
+    from configs import FAULTY
+    from test_failures import faulty_search
 
     work = tmp_path
     env = _write_configs(work)
@@ -329,7 +318,7 @@ def test_lost_run_is_recovered_with_the_documented_lpad_command(tmp_path):
     env = _write_configs(work)
     (work / "my_fworker_any.yaml").write_text(yaml.safe_dump({"name": "any", "category": "", "query": "{}"}))
     (work / "killable_rlaunch.py").write_text(KILLABLE_RLAUNCH)
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_FW))
     today = datetime.now().strftime("%Y-%m-%d")
     _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
     _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml", "-l",

@@ -7,42 +7,17 @@ import sys
 import pytest
 from jobflow import run_locally
 
+from configs import CONVERGING, TINY
+
 from crysal_flows.config import load_config
 from crysal_flows.flows import CrystalSearchMaker
-
-TINY = {
-    "name": "tiny", "composition": "Si8", "seed": 1,
-    "pool": {"size": 8},
-    "selection": {"n_labels": 4, "n_labels_first": 8},
-    "training": {"n_members": 2, "epochs": 8, "warm_start_epochs": 4, "min_steps": 0},
-    "relaxation": {"max_steps": 30, "n_shards": 2},
-    "analysis": {"min_cycles": 2, "max_cycles": 3},
-    "validation": {"n_structures": 2, "max_steps": 50},
-    "references": [{"label": "diamond",
-                    "bulk": {"name": "Si", "crystalstructure": "diamond", "a": 5.43}}],
-}
-
-# Small, but trained enough that the search ends by its criterion (a few minutes here).
-CONVERGING = {
-    "name": "converging", "composition": "Si8", "seed": 1,
-    "pool": {"size": 12},
-    "selection": {"n_labels": 6, "n_labels_first": 12},
-    "training": {"n_members": 2, "epochs": 1, "warm_start_epochs": 1, "min_steps": 600},
-    "relaxation": {"max_steps": 60, "patience": 30, "n_shards": 2},
-    "analysis": {"min_cycles": 2, "max_cycles": 9, "n_top_clusters": 3, "energy_tolerance": 0.03,
-                 "max_prediction_error": 0.05},
-    "validation": {"n_structures": 2, "max_steps": 100},
-    "references": [{"label": "diamond", "bulk": {"name": "Si", "crystalstructure": "diamond",
-                                                 "a": 5.43, "cubic": True}}],
-}
-
 
 @pytest.mark.slow
 def test_tiny_search_converges_and_finds_diamond(memory_store):
     cfg = load_config(CONVERGING)
     flow = CrystalSearchMaker(config=cfg).make()
     run_locally(flow, store=memory_store, ensure_success=True, log=False)
-    summaries = sorted((d["output"] for d in memory_store.query({"name": {"$regex": "^analyse"}})),
+    summaries = sorted((d["output"] for d in memory_store.query({"metadata.crysal_step": "analyse"})),
                        key=lambda s: s["cycle"])
     # the flow grew one cycle at a time, each added by the previous cycle's analysis
     assert [s["cycle"] for s in summaries] == list(range(len(summaries)))
@@ -55,7 +30,7 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     # labels accumulate: 12 in cycle 0, then 6 per cycle
     assert [s["oracle_single_points"] for s in summaries] == [12 + 6 * i
                                                              for i in range(len(summaries))]
-    report = memory_store.query_one({"name": "crysal report"}, load=True)["output"]
+    report = memory_store.query_one({"metadata.crysal_step": "report"}, load=True)["output"]
     assert report["converged"] and report["cycles"] == len(summaries)
     assert report["oracle_cost"] == report["oracle_single_points"] + report["validation_steps"]
     assert report["validation_steps"] > 0
@@ -65,7 +40,7 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     assert "diamond" in best["matches"] and best["space_group_symbol"] == "Fd-3m"
     assert best["energy_per_atom"] == pytest.approx(report["references"]["diamond"], abs=2e-3)
     # checkpoints and pools live in the data store, not in the documents
-    member = memory_store.docs_store.query_one({"name": {"$regex": "^train member"}})
+    member = memory_store.docs_store.query_one({"metadata.crysal_step": "train_member"})
     assert "blob_uuid" in json.dumps(member["output"]["checkpoint"])
 
 
@@ -74,9 +49,9 @@ def test_cli_run_and_results_in_new_process(tmp_path):
     import yaml
 
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 1, "max_cycles": 1},
-                                   "store": str(tmp_path / "store")}))
-    run = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 1, "max_cycles": 1}}))
+    run = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
+                          str(tmp_path / "store")],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "cycle 0 |" in run.stdout and "oracle cost" in run.stdout
@@ -124,9 +99,10 @@ def test_cli_refuses_before_any_job(tmp_path):
 
     store = tmp_path / "store"
     cfg = tmp_path / "missing.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "store": str(store), "oracle": {
+    cfg.write_text(yaml.safe_dump({**TINY, "oracle": {
         "kind": "ase", "calculator": "no_such_dft_code.calculator:DFT"}}))
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
+                          str(store)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "no_such_dft_code" in out.stderr
     assert not store.exists()
@@ -137,8 +113,9 @@ def test_cli_refuses_before_any_job(tmp_path):
     # a store path that is a file
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    cfg.write_text(yaml.safe_dump({**TINY, "store": str(blocker)}))
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+    cfg.write_text(yaml.safe_dump(TINY))
+    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
+                          str(blocker)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "not a directory" in out.stderr
 
@@ -154,9 +131,8 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
 
     store = tmp_path / "store"
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 3, "max_cycles": 3},
-                                   "store": str(store)}))
-    cmd = [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)]
+    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 3, "max_cycles": 3}}))
+    cmd = [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", str(store)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seen = []
     for line in proc.stdout:
@@ -179,7 +155,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
 
     js = local_store(store, create=False)
     js.connect()
-    last = max(js.query({"name": {"$regex": "^gather labels"}}, load=True),
+    last = max(js.query({"metadata.crysal_step": "gather_labels"}, load=True),
                key=lambda d: d["output"]["cycle"])["output"]
     keys = [lab["key"] for lab in last["labels"]]
     assert len(keys) == len(set(keys)), "a label is in the training set twice"
@@ -188,8 +164,8 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
     assert reused and all(lab["cycle"] == 1 for lab in reused)
     n_cycle1 = sum(lab["cycle"] == 1 for lab in last["labels"])
     assert len(reused) == n_cycle1
-    singles = list(js.query({"name": {"$regex": "^oracle single point"},
-                             "output.cycle": 1, "output.reused": False}))
+    singles = list(js.query({"metadata.crysal_step": "oracle_single_point",
+                             "metadata.crysal_cycle": 1, "output.reused": False}))
     assert len(singles) == 4  # each of cycle 1's oracle calls ran once, before the kill
 
 
@@ -207,9 +183,9 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
     cfg = tmp_path / "tiny.yaml"
 
     def run(max_cycles: int) -> str:
-        cfg.write_text(yaml.safe_dump({**TINY, "analysis": {**never, "max_cycles": max_cycles},
-                                       "store": str(store)}))
-        res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg)],
+        cfg.write_text(yaml.safe_dump({**TINY, "analysis": {**never, "max_cycles": max_cycles}}))
+        res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
+                              str(store)],
                              capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, res.stderr[-3000:]
         return res.stdout
@@ -233,8 +209,8 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
         (record.run_id, 1, 8), (record.run_id, 2, 12)]
     js = local_store(store, create=False)
     js.connect()
-    fresh = list(js.query({"name": {"$regex": "^oracle single point"}, "output.reused": False},
-                          properties=["output.cycle"]))
+    fresh = list(js.query({"metadata.crysal_step": "oracle_single_point",
+                           "output.reused": False}, properties=["output.cycle"]))
     assert sorted(d["output"]["cycle"] for d in fresh) == [0] * 8 + [1] * 4  # none ran twice
     js.close()
     # the same configuration again: that run is finished, so this is a new one

@@ -48,3 +48,23 @@ def test_stuck_candidates_get_labels(si_frames):
                                      seed=1)
     assert not [s for s in doc.structures if s.reason in ("stuck", "score")
                 and s.source_index >= 20]
+
+
+def test_near_duplicates_are_labelled_once(si_frames):
+    """Candidates that relaxed into the same structure are one label: the best-scored one."""
+    pool = _pool(si_frames)
+    cands = list(pool.candidates)
+    for i in (2, 3):  # 2 and 3 became copies of 1 (slightly rattled, higher in energy)
+        atoms = cands[1].structure.copy()
+        atoms.perturb(0.002)
+        cands[i] = cands[i].model_copy(update={"structure": atoms})
+    pool = pool.model_copy(update={"candidates": cands})
+    cfg = SelectionConfig(n_labels=6, stuck_fraction=0, random_fraction=0,
+                          min_fingerprint_distance=0.05)
+    doc = select_structures.original(pool, None, 3, cfg, seed=1)
+    picked = [s.source_index for s in doc.structures]
+    assert picked == [1, 4, 5, 6, 7, 8]  # 2 and 3 skipped, the next scores took their places
+    # without the distance every copy is labelled
+    doc = select_structures.original(pool, None, 3, cfg.model_copy(
+        update={"min_fingerprint_distance": 0}), seed=1)
+    assert [s.source_index for s in doc.structures] == [1, 2, 3, 4, 5, 6]

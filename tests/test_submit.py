@@ -12,6 +12,7 @@ from fireworks import Workflow
 from jobflow import Flow, Job
 
 from crysal_flows.config import PoolConfig, SearchConfig, load_config
+from crysal_flows.settings import WorkersConfig
 from crysal_flows.flows import CrystalSearchMaker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,8 +87,7 @@ def test_fw_configs_are_production_defaults():
     store = yaml.safe_load((ROOT / "fw_configs" / "jobflow.yaml").read_text())["JOB_STORE"]
     assert store["docs_store"]["type"] == "MongoStore"
     assert store["additional_stores"]["data"]["type"] == "GridFSStore"
-    for kind, category in (("gpu", SearchConfig.model_fields["workers"].default_factory().ml),
-                           ("cpu", SearchConfig.model_fields["workers"].default_factory().oracle)):
+    for kind, category in (("gpu", WorkersConfig().ml), ("cpu", WorkersConfig().oracle)):
         worker = yaml.safe_load((ROOT / "fw_configs" / f"my_fworker_{kind}.yaml").read_text())
         assert worker["category"] == category
         qa = yaml.safe_load((ROOT / "fw_configs" / f"my_qadapter_{kind}.yaml").read_text())

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from crysal_flows.config import RelaxationConfig
-from crysal_flows.mace_utils import Ensemble, checkpoint_to_model
+from crysal_flows.models.checkpoint import decode
+from crysal_flows.models.ensemble import Ensemble
 from crysal_flows.relaxation.relax import relax_ase, relax_batched
 from crysal_flows.schemas import CandidateStatus
 from crysal_flows.utils import structure_to_atoms
@@ -22,10 +23,10 @@ def test_members_learn_and_differ(tiny_ensemble, si_frames):
 def test_checkpoint_roundtrip_and_checksum(tiny_ensemble):
     _, results = tiny_ensemble
     r = results[0]
-    model, hyper = checkpoint_to_model(r.checkpoint, r.sha256)
+    model, hyper = decode(r.checkpoint, r.sha256)
     assert hyper["z_table"] == [14]
     with pytest.raises(ValueError, match="corrupt"):
-        checkpoint_to_model(r.checkpoint, "0" * 64)
+        decode(r.checkpoint, "0" * 64)
 
 
 def test_batched_matches_ase_path(tiny_ensemble, si_frames):
@@ -62,7 +63,7 @@ def test_diverging_model_marks_candidate_failed(si_frames):
             pass
 
         def predict(self, atoms_list):
-            from crysal_flows.mace_utils import EnsemblePrediction
+            from crysal_flows.models.ensemble import EnsemblePrediction
 
             b, n = len(atoms_list), len(atoms_list[0])
             e = np.full((2, b), np.nan)
@@ -83,7 +84,7 @@ def test_labels_far_above_the_lowest_teach_a_lower_bound(si_frames):
 
     from crysal_flows.config import OracleConfig, TrainingConfig
     from crysal_flows.labelling.jobs import single_point
-    from crysal_flows.mace_utils import Ensemble
+    from crysal_flows.models.ensemble import Ensemble
     from crysal_flows.training.train import Frame, train_member
     from crysal_flows.utils import atoms_to_structure
 
@@ -139,7 +140,7 @@ def test_held_out_lower_bounds_do_not_pick_the_state(si_frames):
 
 
 def _export(results, directory):
-    from crysal_flows.training.models import export_members
+    from crysal_flows.models.checkpoint import export_members
     from crysal_flows.training.schemas import MemberDocument
 
     members = [MemberDocument(cycle=0, member=k, seed=k, warm_started=False, checkpoint=r.checkpoint,
@@ -155,10 +156,9 @@ def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, 
     from jobflow import run_locally
 
     from crysal_flows.config import load_config
-    from crysal_flows.flows import CycleMaker
+    from crysal_flows.flows import CycleMaker, initial_state
     from crysal_flows.generation.jobs import PoolMaker
     from crysal_flows.labelling.schemas import TrainingSetDocument
-    from crysal_flows.mace_utils import checkpoint_to_model
     from crysal_flows.training.jobs import TrainMemberMaker
 
     _, results = tiny_ensemble
@@ -169,8 +169,8 @@ def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, 
                        "training": {"n_members": 3, "init_models": str(tmp_path / "si8-models"),
                                     "warm_start_epochs": 2, "min_steps": 0}})
     pool = PoolMaker(config=cfg.pool).make(cfg.composition, cfg.seed)
-    flow = CycleMaker(config=cfg).make(pool.output)
-    trains = [j for j in flow.jobs if j.name.startswith("train member")]
+    flow = CycleMaker(config=cfg).make(pool.output, state=initial_state(cfg, "run"))
+    trains = [j for j in flow.jobs if j.metadata["crysal_step"] == "train_member"]
     # member k starts from file k modulo the number of files, pinned by checksum
     assert [j.function_kwargs["init_model"] for j in trains] == [
         [str(paths[k % 2].resolve()), results[k % 2].sha256] for k in range(3)]
@@ -190,10 +190,10 @@ def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, 
     run_locally(job, store=memory_store, ensure_success=True, log=False)
     out = memory_store.query_one({"uuid": job.uuid}, load=True)["output"]
     assert out["warm_started"] and out["epochs"] == 2
-    _, hyper = checkpoint_to_model(out["checkpoint"], out["sha256"])
+    _, hyper = decode(out["checkpoint"], out["sha256"])
     assert hyper["channels"] == 8  # the exported model's, not the 16 asked for here
     # a file changed after the flow was built is refused, not silently used
-    from crysal_flows.training.models import read_model_file
+    from crysal_flows.models.checkpoint import read_model_file
 
     paths[0].write_bytes(paths[1].read_bytes())
     with pytest.raises(ValueError, match="changed since the search was built"):
@@ -201,7 +201,10 @@ def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, 
 
 
 def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
+    """A missing path fails validation; files that are no models, or miss an element, or cannot be
+    read fail the check before any job runs, each naming training.init_models."""
     from crysal_flows.config import ConfigError, load_config
+    from crysal_flows.preflight import preflight
 
     _, results = tiny_ensemble
     _export(results, tmp_path / "models")
@@ -209,8 +212,8 @@ def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
 
     def refused(path, composition="Si8", oracle="stillinger_weber"):
         with pytest.raises(ConfigError) as err:
-            load_config({**base, "composition": composition, "oracle": {"kind": oracle},
-                         "training": {"init_models": str(path)}})
+            preflight(load_config({**base, "composition": composition, "oracle": {"kind": oracle},
+                                   "training": {"init_models": str(path)}}), oracle=False)
         assert "training.init_models" in str(err.value)
         return str(err.value)
 
@@ -220,14 +223,12 @@ def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
     (tmp_path / "junk.pt").write_text("not a model")
     assert "not a crysal_flows model file" in refused(tmp_path / "junk.pt")
     assert "knows Si but not Cl, Na" in refused(tmp_path / "models", "Na4Cl4", "chgnet")
-    unreadable = tmp_path / "models" / "member_1.pt"
-    unreadable.chmod(0)
-    import os
-
-    if os.geteuid() != 0:  # root reads anything
-        assert "cannot read" in refused(unreadable)
-    unreadable.chmod(0o644)
-    assert load_config({**base, "training": {"init_models": str(tmp_path / "models")}})
+    # unreadable, also for root: a directory where a member file should be
+    (tmp_path / "models" / "member_3.pt").mkdir()
+    assert "cannot read model file" in refused(tmp_path / "models")
+    (tmp_path / "models" / "member_3.pt").rmdir()
+    preflight(load_config({**base, "training": {"init_models": str(tmp_path / "models")}}),
+              oracle=False)
 
 
 def test_uncertainty_sees_symmetric_cells(tiny_ensemble):

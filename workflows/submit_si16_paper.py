@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 from crysal_flows.config import load_config
+from crysal_flows.settings import SETTINGS
 from crysal_flows.submit import submit
 
 config = load_config(Path(__file__).resolve().parents[1] / "examples" / "si16-paper.yaml")
+# Worker categories are machine settings (CRYSAL_WORKERS__ML=a100, or workers: in ~/.crysal.yaml);
 # e.g. route the ML jobs to a worker category named "a100" instead of "gpu":
-# config = config.model_copy(update={"workers": config.workers.model_copy(update={"ml": "a100"})})
-print(submit(config, launchpad=sys.argv[1] if len(sys.argv) > 1 else None))
+workers = SETTINGS.workers  # .model_copy(update={"ml": "a100"})
+print(submit(config, launchpad=sys.argv[1] if len(sys.argv) > 1 else None, workers=workers))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
-__all__ = ["ClusterDocument", "CycleSummary"]
+from crysal_flows.mson import MSONModel
+from crysal_flows.schemas import SearchState
+
+__all__ = ["ClusterDocument", "CycleSummary", "ResumePoint"]
 
 
 class ClusterDocument(BaseModel):
@@ -21,6 +22,16 @@ class ClusterDocument(BaseModel):
 
 
 MAX_STORED_ENERGIES = 1000
+
+
+class ResumePoint(MSONModel):
+    """Where the search goes on after a finished cycle: the next cycle, or validation."""
+
+    pool: str = Field(..., description="UUID of the job whose output is the cycle's pool.")
+    training_set: str = Field(..., description="UUID of the job of the cycle's training set.")
+    ensemble: str = Field(..., description="UUID of the job of the cycle's ensemble.")
+    n_members: int = Field(..., description="Members of that ensemble.")
+    next_state: SearchState = Field(..., description="The state the next cycle starts from.")
 
 
 class CycleSummary(BaseModel):
@@ -57,6 +68,6 @@ class CycleSummary(BaseModel):
     decision: str = Field(..., description="Why the search goes on or stops.")
     stop: bool = Field(False, description="Whether the search stops after this cycle (converged or "
                        "max_cycles) and goes on to validation.")
-    resume: dict[str, Any] = Field(
-        default_factory=dict, description="What a resumed run needs to go on after this cycle: "
-        "UUIDs of the cycle's pool, training set and ensemble jobs, and the next state.")
+    resume: ResumePoint | None = Field(
+        None, description="What follows this cycle, and what a resumed run needs to go on "
+        "after it.")

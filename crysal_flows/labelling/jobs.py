@@ -13,13 +13,13 @@ from jobflow import Flow, Maker, Response
 from monty.json import MontyDecoder
 from pymatgen.core import Structure
 
-from crysal_flows.config import OracleConfig, WorkersConfig
-from crysal_flows.labelling.oracles import get_calculator, oracle_identity
+from crysal_flows.config import OracleConfig
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
-from crysal_flows.jobs import crysal_job
+from crysal_flows.oracles import get_oracle
+from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
-from crysal_flows.utils import structure_to_atoms
+from crysal_flows.settings import WorkersConfig
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
     With ``reuse``, a successful label of the same key already in the store (a run resumed after
     a crash) is returned instead of calling the oracle again; failed labels are tried again.
     """
-    identity = oracle_identity(oracle)
+    runner = get_oracle(oracle)
+    identity = runner.identity
     key = label_key(structure, identity, max_force)
     meta["key"] = key
     if reuse and (cached := _cached_label(key)) is not None:
@@ -70,20 +71,12 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
         return cached.model_copy(update={**meta, "reused": True})
     t0 = time.perf_counter()
     try:
-        if oracle.is_dft:
-            from crysal_flows.labelling.dft import dft_single_point
-
-            result = dft_single_point(structure, oracle)
-            energy, forces, stress = result.energy, result.forces, result.stress
-        else:
-            atoms = structure_to_atoms(structure)
-            atoms.calc = get_calculator(oracle)
-            energy = float(atoms.get_potential_energy())
-            forces = np.asarray(atoms.get_forces(), dtype=float)
-            stress = np.asarray(atoms.get_stress(voigt=False), dtype=float)
+        result = runner.single_point(structure)
+        energy, forces, stress = result.energy, result.forces, result.stress
     except Exception as exc:  # an oracle may fail in any way; the cycle goes on
         error = f"{type(exc).__name__}: {exc}"[:500]
-        _log_label(oracle, meta, error, None, len(structure), time.perf_counter() - t0)
+        _log_label(runner.is_dft, oracle.kind, meta, error, None, len(structure),
+                   time.perf_counter() - t0)
         return LabelDocument(structure=structure, oracle=identity, success=False, error=error,
                              seconds=time.perf_counter() - t0, **meta)
     error = None
@@ -91,7 +84,8 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
         error = "oracle returned non-finite energy, forces or stress"
     elif np.abs(forces).max() > max_force:
         error = f"absurd forces: max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}"
-    _log_label(oracle, meta, error, energy, len(structure), time.perf_counter() - t0)
+    _log_label(runner.is_dft, oracle.kind, meta, error, energy, len(structure),
+               time.perf_counter() - t0)
     return LabelDocument(
         structure=structure, oracle=identity, success=error is None, error=error,
         energy=energy if math.isfinite(energy) else None,
@@ -101,12 +95,12 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
     )
 
 
-def _log_label(oracle: OracleConfig, meta: dict, error: str | None, energy: float | None,
+def _log_label(is_dft: bool, kind: str, meta: dict, error: str | None, energy: float | None,
                n_atoms: int, seconds: float) -> None:
     """One line per DFT label (they take minutes on a cluster; cheap oracles stay quiet)."""
-    if not oracle.is_dft:
+    if not is_dft:
         return
-    what = f"cycle {meta.get('cycle', '?')}: {oracle.kind} label ({meta.get('reason') or 'label'})"
+    what = f"cycle {meta.get('cycle', '?')}: {kind} label ({meta.get('reason') or 'label'})"
     if error is None:
         logger.info("%s: %.4f eV/atom in %.0f s", what, energy / n_atoms, seconds)
     else:
@@ -205,6 +199,8 @@ def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: in
         jobs.append(j)
     collect = collect_labels([j.output for j in jobs])
     collect.name = f"collect labels (cycle {cycle})"
+    tag(jobs, Step.ORACLE_SINGLE_POINT, cycle)
+    tag(collect, Step.COLLECT_LABELS, cycle)
     route(jobs, "oracle", workers)
     route(collect, "driver", workers)
     return Response(replace=Flow([*jobs, collect], output=collect.output,

@@ -18,7 +18,7 @@ from crysal_flows.relaxation.relax import relax_batched
 from crysal_flows.relaxation.schemas import ShardDocument
 from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.settings import apply_torch_settings
-from crysal_flows.training.jobs import load_ensemble
+from crysal_flows.models.ensemble import load_ensemble
 from crysal_flows.training.schemas import EnsembleDocument
 from crysal_flows.utils import atoms_to_structure, structure_to_atoms
 

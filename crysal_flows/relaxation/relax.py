@@ -32,7 +32,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from crysal_flows.config import RelaxationConfig
-from crysal_flows.mace_utils import Ensemble
+from crysal_flows.models.ensemble import Ensemble
 from crysal_flows.schemas import CandidateStatus
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ import numpy as np
 from crysal_flows.config import SelectionConfig
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
+from crysal_flows.models.ensemble import load_ensemble
 from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.selection.schemas import SelectedStructure, SelectionDocument
 from crysal_flows.utils import atoms_to_structure, fingerprint, structure_to_atoms
@@ -110,8 +111,6 @@ def select_structures(pool: PoolDocument, ensemble, cycle: int, config: Selectio
              for c, _, _ in picks]
     pred_e = pred_s = [None] * len(atoms)
     if ensemble is not None and atoms:
-        from crysal_flows.training.jobs import load_ensemble
-
         pred = load_ensemble(ensemble).predict(atoms)
         n_at = len(atoms[0])
         pred_e = [float(x) / n_at for x in pred.mean_energy]

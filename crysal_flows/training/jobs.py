@@ -10,16 +10,15 @@ from jobflow import Maker
 
 from crysal_flows.config import TrainingConfig
 from crysal_flows.labelling.schemas import TrainingSetDocument
-from crysal_flows.mace_utils import Ensemble, checkpoint_to_model
+from crysal_flows.models.checkpoint import decode, read_model_file
 from crysal_flows.jobs import crysal_job
-from crysal_flows.settings import SETTINGS, apply_torch_settings
-from crysal_flows.training.models import read_model_file
+from crysal_flows.settings import apply_torch_settings
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
 from crysal_flows.training.train import Frame, train_member
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainMemberMaker", "gather_ensemble", "labels_to_frames", "load_ensemble"]
+__all__ = ["TrainMemberMaker", "gather_ensemble", "labels_to_frames"]
 
 
 def labels_to_frames(training_set: TrainingSetDocument) -> list[Frame]:
@@ -33,12 +32,6 @@ def labels_to_frames(training_set: TrainingSetDocument) -> list[Frame]:
             stress=np.asarray(label.stress),
         ))
     return frames
-
-
-def load_ensemble(ensemble: EnsembleDocument, device: str | None = None) -> Ensemble:
-    """Load an ensemble document's members (checksums verified)."""
-    return Ensemble.from_checkpoints([(m.checkpoint, m.sha256) for m in ensemble.members],
-                                     device=device or SETTINGS.device)
 
 
 @dataclass
@@ -61,7 +54,7 @@ class TrainMemberMaker(Maker):
             logger.info("cycle %d: member %d starts from %s", cycle, member + 1, init_model[0])
         frames = labels_to_frames(training_set)
         result = train_member(frames, self.config, seed=seed, init_checkpoint=init)
-        model, _ = checkpoint_to_model(result.checkpoint, result.sha256)
+        model, _ = decode(result.checkpoint, result.sha256)
         n_params = sum(p.numel() for p in model.parameters())
         logger.info(
             "cycle %d: member %d trained on %d structures in %.0f s (%d epochs), RMSE E %.3f "

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 from crysal_flows.config import TrainingConfig
-from crysal_flows.mace_utils import (
+from crysal_flows.models.checkpoint import decode, encode
+from crysal_flows.models.mace import (
     DTYPE,
+    atomic_energies,
+    average_neighbours,
     build_model,
-    checkpoint_to_model,
     collate,
     graph_arrays,
-    model_to_checkpoint,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,14 +71,6 @@ def filter_outliers(frames: Sequence[Frame], n_sigma: float) -> list[Frame]:
     return [f for f, m in zip(frames, fmax, strict=True) if m <= limit]
 
 
-def _atomic_energies(frames: Sequence[Frame], z_table: list[int]) -> np.ndarray:
-    """Per-element reference energies by least squares on the compositions (min-norm if singular)."""
-    counts = np.array([[np.sum(f.numbers == z) for z in z_table] for f in frames], dtype=float)
-    energies = np.array([f.energy for f in frames])
-    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    return e0
-
-
 def _targets(frames: Sequence[Frame], ceiling: float) -> list[dict[str, torch.Tensor]]:
     """Training targets; a frame above ``ceiling`` (eV/atom) becomes a lower bound at ``ceiling``."""
     out = []
@@ -113,6 +106,22 @@ def _evaluate(model: torch.nn.Module, graphs: list[dict], targets: list[dict],
     return math.sqrt(se_e / max(n_e, 1)), math.sqrt(se_f / max(n_f, 1))
 
 
+def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Training and held-out indices: mace's random split, drawn from each member's own seed.
+
+    (The reference implementation shares one split between all members, which makes the members
+    less independent.) No held-out frames when ``fraction`` is 0 or there are fewer than 2 frames.
+    """
+    if fraction <= 0 or n < 2:
+        return list(range(n)), []
+    import tempfile
+
+    from mace.data import random_train_valid_split
+
+    with tempfile.TemporaryDirectory() as tmp:  # it writes large splits' indices to a file
+        return random_train_valid_split(list(range(n)), fraction, seed, work_dir=tmp)
+
+
 def train_member(
     frames: Sequence[Frame],
     config: TrainingConfig,
@@ -122,8 +131,7 @@ def train_member(
 ) -> TrainResult:
     """Train one ensemble member.
 
-    Each member draws its own validation split from ``seed`` (the reference implementation shares one
-    split between all members, which makes the members less independent).
+    Each member draws its own validation split from ``seed`` (see ``_split``).
 
     Parameters
     ----------
@@ -145,13 +153,10 @@ def train_member(
         raise ValueError(f"cannot train on {n_fit} labelled structure(s) within "
                          f"{config.max_energy_above_min} eV/atom of the lowest; need at least 2")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(frames))
-    n_val = int(round(config.validation_fraction * len(frames)))
-    n_val = min(n_val, len(frames) - 1)
-    val_idx, train_idx = list(order[:n_val]), list(order[n_val:])
+    train_idx, val_idx = _split(len(frames), config.validation_fraction, seed)
 
     if init_checkpoint is not None:
-        model, hyper = checkpoint_to_model(*init_checkpoint)
+        model, hyper = decode(*init_checkpoint)
         hyper = {**hyper, "seed": seed}
         epochs = config.warm_start_epochs
     else:
@@ -160,17 +165,16 @@ def train_member(
         train_frames = [frames[i] for i in train_idx
                         if frames[i].energy / len(frames[i].numbers) <= ceiling]
         train_frames = train_frames or [f for f in frames if f.energy / len(f.numbers) <= ceiling]
-        e0 = _atomic_energies(train_frames, z)
+        e0 = atomic_energies([f.numbers for f in train_frames], [f.energy for f in train_frames], z)
         graphs0 = [graph_arrays(f.to_atoms(), z, config.r_max) for f in train_frames]
-        avg_nb = float(np.mean([g["edge_index"].shape[1] / len(g["positions"]) for g in graphs0]))
         force_rms = float(np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in train_frames]) ** 2)))
         hyper = {
             **config.model_dump(include={"r_max", "channels", "max_l", "max_ell", "num_interactions",
                                          "correlation", "num_bessel", "radial_mlp",
                                          "pair_repulsion"}),
             "z_table": z,
-            "atomic_energies": [float(x) for x in e0],
-            "avg_num_neighbors": max(avg_nb, 1.0),
+            "atomic_energies": e0,
+            "avg_num_neighbors": average_neighbours(graphs0),
             "scale": max(force_rms, 0.1),
             "shift": 0.0,
             "seed": seed,
@@ -228,7 +232,7 @@ def train_member(
     model.eval()
     tr_e, tr_f = _evaluate(model, graphs, targets, train_idx, bs)
     va_e, va_f = _evaluate(model, graphs, targets, fitted_val, bs) if fitted_val else (None, None)
-    checkpoint, sha = model_to_checkpoint(model, hyper)
+    checkpoint, sha = encode(model, hyper)
     return TrainResult(
         checkpoint=checkpoint, sha256=sha, hyper=hyper, n_train=len(train_idx),
         n_validation=len(val_idx), epochs=epochs, seconds=time.perf_counter() - t0,

@@ -11,14 +11,14 @@ from typing import Any
 from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from crysal_flows.config import OracleConfig, ReferenceStructure, WorkersConfig
-from crysal_flows.labelling.oracles import get_calculator, oracle_identity
-from crysal_flows.jobs import crysal_job
+from crysal_flows.config import OracleConfig, ReferenceStructure
+from crysal_flows.oracles import get_oracle, oracle_identity
+from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.refs import StoredOutput
 from crysal_flows.routing import route
-from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+from crysal_flows.settings import WorkersConfig
+from crysal_flows.utils import atoms_to_structure, space_group
 from crysal_flows.analysis.schemas import CycleSummary
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.validation.schemas import (
@@ -38,58 +38,20 @@ __all__ = [
     "build_reference",
     "make_report",
     "oracle_relax",
-    "space_group",
     "validate_minima",
 ]
-
-
-def space_group(structure: Structure, symprec: float = 0.1) -> tuple[str, int]:
-    """Space group symbol and number, or ('P1', 1) if spglib fails."""
-    try:
-        sga = SpacegroupAnalyzer(structure, symprec=symprec)
-        return sga.get_space_group_symbol(), sga.get_space_group_number()
-    except Exception:  # spglib can fail on distorted cells
-        return "P1", 1
-
-
-def _ase_relax(structure: Structure, oracle: OracleConfig, fmax: float,
-               max_steps: int) -> tuple[Structure, float, int, bool]:
-    """BFGS on positions and cell (FrechetCellFilter) with an ASE oracle, counting its calls."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
-
-    atoms = structure_to_atoms(structure)
-    atoms.calc = get_calculator(oracle)
-    calls = [0]
-    original = atoms.calc.calculate
-
-    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    atoms.calc.calculate = counted
-    opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
-    converged = bool(opt.run(fmax=fmax, steps=max_steps))
-    return atoms_to_structure(atoms), float(atoms.get_potential_energy()), calls[0], converged
-
-
-def _code_relax(structure: Structure, oracle: OracleConfig, fmax: float,
-                max_steps: int) -> tuple[Structure, float, int, bool]:
-    """The DFT code's own relaxation of positions and cell; every force evaluation counts."""
-    from crysal_flows.labelling.dft import dft_relax
-
-    res = dft_relax(structure, oracle, fmax, max_steps)
-    return res.structure, res.energy, res.n_steps, res.converged
 
 
 def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int,
                  **meta) -> OracleRelaxDocument:
     """Relax positions and cell with the oracle, counting oracle calls; failures are recorded."""
     t0 = time.perf_counter()
-    identity = oracle_identity(oracle)
-    relax = _code_relax if oracle.is_dft else _ase_relax
+    runner = get_oracle(oracle)
+    identity = runner.identity
     try:
-        final, energy, calls, converged = relax(structure, oracle, fmax, max_steps)
+        result = runner.relax(structure, fmax, max_steps)
+        final, energy, calls, converged = (result.structure, result.energy, result.n_steps,
+                                           result.converged)
         if not math.isfinite(energy):
             raise FloatingPointError("oracle energy is not finite")
     except Exception as exc:  # the report lists failures; the search result survives them
@@ -242,6 +204,9 @@ def validate_minima(pool: PoolDocument, summary: CycleSummary, summary_uuids: li
     report = make_report([j.output for j in jobs], picks, [j.output for j in ref_jobs],
                          summaries, run, references, relax_maker.oracle, started)
     report.name = REPORT_JOB_NAME
+    tag(jobs, Step.ORACLE_RELAX)
+    tag(ref_jobs, Step.REFERENCE_RELAX)
+    tag(report, Step.REPORT)
     route([*jobs, *ref_jobs], "oracle", workers)
     route(report, "driver", workers)
     return Response(replace=Flow([*jobs, *ref_jobs, report], output=report.output,

@@ -1,9 +1,9 @@
-"""Ensemble members as files: exported from a finished run, read to start another search from them.
+"""The checkpoint format of an ensemble member, in the store and on disk.
 
-A member file holds the same bytes as a checkpoint in the store (``torch.save`` of the MACE
-hyper-parameters and weights; see ``crysal_flows.mace_utils.model_to_checkpoint``). Starting a search
-from the models of a smaller cell of the same chemistry (Si16 -> Si46) is the transfer the
-configuration key ``training.init_models`` gives.
+A checkpoint is ``torch.save`` of ``{"hyper": ..., "state_dict": ...}``: the hyper-parameters that
+rebuild the MACE model (:func:`crysal_flows.models.mace.build_model`) and its weights. In the
+store it is base64 text beside the SHA-256 of the bytes, checked whenever it is loaded; a member
+file (``crysal models``, ``training.init_models``) holds the same bytes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,48 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_model_files", "export_members", "last_ensemble", "model_files", "read_model_file"]
+import torch
+
+__all__ = [
+    "SUFFIX",
+    "check_model_files",
+    "decode",
+    "encode",
+    "export_members",
+    "model_files",
+    "read_model_file",
+]
 
 SUFFIX = ".pt"
+
+
+def _pack(raw: bytes) -> tuple[str, str]:
+    return base64.b64encode(raw).decode("ascii"), hashlib.sha256(raw).hexdigest()
+
+
+def _unpack(checkpoint: str, sha256: str | None, what: str = "model checkpoint") -> bytes:
+    raw = base64.b64decode(checkpoint.encode("ascii"))
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise ValueError(f"{what} is corrupt: its SHA-256 does not match the stored one")
+    return raw
+
+
+def encode(model: torch.nn.Module, hyper: dict[str, Any]) -> tuple[str, str]:
+    """A model as ``(base64 checkpoint, sha256)``."""
+    buffer = io.BytesIO()
+    torch.save({"hyper": hyper, "state_dict": model.state_dict()}, buffer)
+    return _pack(buffer.getvalue())
+
+
+def decode(checkpoint: str, sha256: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint, verifying its checksum if given."""
+    from crysal_flows.models.mace import build_model
+
+    payload = torch.load(io.BytesIO(_unpack(checkpoint, sha256)), map_location="cpu",
+                         weights_only=False)
+    model = build_model(payload["hyper"])
+    model.load_state_dict(payload["state_dict"])
+    return model, payload["hyper"]
 
 
 def model_files(path: str | Path) -> list[Path]:
@@ -53,22 +92,18 @@ def read_model_file(path: str | Path, sha256: str | None = None) -> tuple[str, s
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read model file {path}: {exc.strerror}") from None
-    digest = hashlib.sha256(raw).hexdigest()
+    checkpoint, digest = _pack(raw)
     if sha256 is not None and digest != sha256:
         raise ValueError(f"model file {path} changed since the search was built "
                          f"(SHA-256 {digest[:12]}..., expected {sha256[:12]}...)")
-    return base64.b64encode(raw).decode("ascii"), digest
+    return checkpoint, digest
 
 
-def _hyper(path: Path) -> dict[str, Any]:
-    import torch
-
+def _hyper(path: Path, raw: bytes) -> dict[str, Any]:
     try:
-        payload = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
         hyper = payload["hyper"]
         payload["state_dict"]  # noqa: B018
-    except OSError as exc:
-        raise ValueError(f"cannot read model file {path}: {exc.strerror}") from None
     except Exception as exc:  # noqa: BLE001  (any unpickling failure means: not a member file)
         raise ValueError(f"{path} is not a crysal_flows model file ({type(exc).__name__}); export "
                          "one with 'crysal models'") from None
@@ -83,22 +118,19 @@ def check_model_files(path: str | Path, elements: Sequence[str]) -> list[tuple[s
     list of (str, str)
         Each file's absolute path and SHA-256, in order.
     """
-    out = []
-    for f in model_files(path):
-        hyper = _hyper(f)
-        missing = sorted(set(elements) - {_symbol(z) for z in hyper["z_table"]})
-        if missing:
-            known = ", ".join(_symbol(z) for z in hyper["z_table"])
-            raise ValueError(f"model file {f} knows {known} but not {', '.join(missing)}")
-        _, sha = read_model_file(f)
-        out.append((str(f.resolve()), sha))
-    return out
-
-
-def _symbol(z: int) -> str:
     from ase.data import chemical_symbols
 
-    return chemical_symbols[int(z)]
+    out = []
+    for f in model_files(path):
+        checkpoint, sha = read_model_file(f)
+        hyper = _hyper(f, _unpack(checkpoint, None))
+        known = [chemical_symbols[int(z)] for z in hyper["z_table"]]
+        missing = sorted(set(elements) - set(known))
+        if missing:
+            raise ValueError(f"model file {f} knows {', '.join(known)} but not "
+                             f"{', '.join(missing)}")
+        out.append((str(f.resolve()), sha))
+    return out
 
 
 def export_members(members: Sequence[Any], directory: str | Path,
@@ -111,9 +143,7 @@ def export_members(members: Sequence[Any], directory: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     paths, rows = [], []
     for m in members:
-        raw = base64.b64decode(m.checkpoint.encode("ascii"))
-        if hashlib.sha256(raw).hexdigest() != m.sha256:
-            raise ValueError(f"checkpoint of member {m.member + 1} is corrupt (SHA-256 mismatch)")
+        raw = _unpack(m.checkpoint, m.sha256, f"checkpoint of member {m.member + 1}")
         path = out / f"member_{m.member + 1}{SUFFIX}"
         path.write_bytes(raw)
         paths.append(path)
@@ -122,14 +152,3 @@ def export_members(members: Sequence[Any], directory: str | Path,
                      "validation_rmse_energy": m.validation_rmse_energy})
     (out / "models.json").write_text(json.dumps({**(metadata or {}), "members": rows}, indent=1))
     return paths
-
-
-def last_ensemble(store: Any, run_id: str) -> Any:
-    """The last cycle's ``EnsembleDocument`` of run ``run_id`` in a connected JobStore, or None."""
-    from crysal_flows.training.schemas import EnsembleDocument
-
-    docs = list(store.query({"metadata.crysal_run": run_id, "name": {"$regex": "^gather ensemble"}},
-                            load=True))
-    if not docs:
-        return None
-    return EnsembleDocument.model_validate(max(docs, key=lambda d: d["output"]["cycle"])["output"])

@@ -1,0 +1,108 @@
+"""Analysis: the fingerprint, the clustering of the low-energy end, the stopping rule; and the jobs
+that gather shards and members."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from crysal_flows.analysis.clustering import cluster_low_energy
+from crysal_flows.analysis.stopping import StoppingRule
+from crysal_flows.config import AnalysisConfig
+from crysal_flows.schemas import Candidate, CandidateStatus
+from crysal_flows.utils import atoms_to_structure, fingerprint
+
+
+def test_fingerprint_ignores_scale_order_and_supercells_but_not_structure():
+    d = bulk("Si", "diamond", a=5.43, cubic=True)
+    fp = fingerprint(d)
+    assert np.linalg.norm(fp) == pytest.approx(1.0)
+    scaled = d.copy()
+    scaled.set_cell(d.cell * 1.1, scale_atoms=True)
+    assert np.linalg.norm(fingerprint(scaled) - fp) < 1e-6
+    shuffled = d[np.random.default_rng(0).permutation(len(d))]
+    assert np.linalg.norm(fingerprint(shuffled) - fp) < 1e-6
+    assert np.linalg.norm(fingerprint(d.repeat((2, 1, 1))) - fp) < 1e-6
+    other = bulk("Si", "fcc", a=3.9).repeat((2, 2, 2))
+    assert np.linalg.norm(fingerprint(other) - fp) > 0.3
+
+
+def _cand(i, atoms, energy, status=CandidateStatus.CONVERGED):
+    return Candidate(index=i, origin="test", structure=atoms_to_structure(atoms),
+                     energy_per_atom=energy, status=status)
+
+
+def test_clusters_join_same_structure_and_energy_only():
+    d = bulk("Si", "diamond", a=5.43, cubic=True)
+    rattled = d.copy()
+    rattled.rattle(0.01, seed=2)
+    fcc = bulk("Si", "fcc", a=3.9, cubic=True).repeat((1, 1, 2))
+    cands = [
+        _cand(0, d, -4.33),
+        _cand(1, rattled, -4.329),  # same minimum: joins cluster of 0
+        _cand(2, d, -4.25),  # same structure, other energy: a cluster of its own
+        _cand(3, fcc, -4.328, CandidateStatus.UNCERTAIN),  # other structure, close in energy
+        _cand(4, fcc, -3.0),  # above the energy window
+        _cand(5, d, -9.0, CandidateStatus.FAILED),  # failed candidates are never clustered
+        _cand(6, d, None, CandidateStatus.NEW),
+    ]
+    clusters = cluster_low_energy(cands, energy_window=0.25, energy_tol=0.01, fingerprint_tol=0.1)
+    assert [(cl.representative, cl.members) for cl in clusters] == [(0, [0, 1]), (3, [3]), (2, [2])]
+    assert [cl.reliable for cl in clusters] == [True, False, True]
+    assert cluster_low_energy([cands[5], cands[6]], 0.25, 0.01, 0.1) == []
+
+
+@pytest.mark.parametrize(
+    ("top", "previous", "mae", "reliable", "done", "converged", "stop", "start"),
+    [
+        ([-4.0, -3.9], [-4.005, -3.908], 0.01, True, 3, True, True, "converged"),
+        ([-4.0, -3.9], [-4.1, -3.9], 0.01, True, 3, False, False, "continue"),  # moved 100 meV
+        ([-4.0, -3.9], [-4.005, -3.908], 0.05, True, 3, False, False, "continue"),  # inaccurate
+        ([-4.0, -3.9], [-4.005, -3.908], None, True, 3, False, False, "continue"),  # no MAE yet
+        ([-4.0, -3.9], [-4.005, -3.908], 0.01, False, 3, False, False, "continue"),  # unreliable
+        ([-4.0, -3.9], [-4.005, -3.908], 0.01, True, 1, False, False, "continue"),  # < min_cycles
+        ([-4.0], None, 0.01, True, 5, False, True, "stopped at max_cycles=5"),
+    ],
+)
+def test_stopping_rule(top, previous, mae, reliable, done, converged, stop, start):
+    rule = StoppingRule(AnalysisConfig(energy_tolerance=0.01, max_prediction_error=0.03,
+                                       min_cycles=2, max_cycles=5))
+    d = rule.decide(top, previous, mae, reliable, done)
+    assert (d.converged, d.stop) == (converged, stop)
+    assert d.reason.startswith(start)
+    assert rule.stops(d.converged, done) == stop
+    if previous is None:
+        assert d.top_energy_change is None and "moved n/a" in d.reason
+    # clusters compared rank by rank, over as many as both cycles have
+    assert StoppingRule.energy_change([-4.0, -3.8, -3.5], [-4.02, -3.85]) == pytest.approx(0.05)
+
+
+def test_merge_shards_keeps_candidates_of_a_missing_shard(si_frames):
+    from crysal_flows.relaxation.jobs import merge_shards
+    from crysal_flows.relaxation.schemas import ShardDocument
+
+    pool, _ = si_frames
+    relaxed = [c.model_copy(update={"status": CandidateStatus.CONVERGED, "energy_per_atom": -4.0,
+                                    "steps": 5}) for c in pool.candidates[12:]]
+    shard = ShardDocument(cycle=2, shard=1, n_shards=2, candidates=relaxed, seconds=1.0, steps=60,
+                          status_counts={"converged": 12})
+    merged = merge_shards.original([None, shard], pool, 2)
+    assert merged.cycle == 2 and [c.index for c in merged.candidates] == list(range(24))
+    assert all(c.status == CandidateStatus.NOT_RELAXED and c.steps == 0
+               and c.structure == pool.candidates[c.index].structure
+               for c in merged.candidates[:12])
+    assert all(c.status == CandidateStatus.CONVERGED for c in merged.candidates[12:])
+
+
+def test_gather_ensemble_needs_two_members():
+    from crysal_flows.training.jobs import gather_ensemble
+    from crysal_flows.training.schemas import MemberDocument
+
+    def member(k):
+        return MemberDocument(cycle=0, member=k, seed=k, warm_started=False, checkpoint="",
+                              sha256="", n_parameters=1, n_train=1, n_validation=0, epochs=1,
+                              seconds=0.0, train_rmse_energy=0.0, train_rmse_forces=0.0)
+
+    doc = gather_ensemble.original([member(0), None, member(2)], 0)
+    assert [m.member for m in doc.members] == [0, 2] and doc.n_requested == 3
+    with pytest.raises(RuntimeError, match="only 1 of 3 ensemble members trained"):
+        gather_ensemble.original([None, member(1), None], 0)
