@@ -28,7 +28,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--max-steps", type=int, default=100)
-    ap.add_argument("--batch-size", type=int, default=64, help="candidates per batch (batched path)")
+    ap.add_argument(
+        "--batch-size", type=int, default=64, help="candidates per batch (batched path)"
+    )
     ap.add_argument("--epochs", type=int, default=30, help="training epochs per member")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-ase", action="store_true", help="only the batched path")
@@ -49,8 +51,10 @@ def main() -> None:
     n_train = 60
     t0 = time.perf_counter()
     pool = generate_pool(args.composition, PoolConfig(size=args.n + n_train), args.seed)
-    print(f"pool: {args.n} + {n_train} candidates of {args.composition} in "
-          f"{time.perf_counter() - t0:.0f} s")
+    print(
+        f"pool: {args.n} + {n_train} candidates of {args.composition} in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     calc = get_oracle(OracleConfig()).calculator()
     rng = np.random.default_rng(args.seed)
     frames = []
@@ -60,28 +64,44 @@ def main() -> None:
         a.calc = calc
         f = a.get_forces()
         if np.abs(f).max() < 50:
-            frames.append(Frame(a.numbers, a.positions, a.cell.array, a.get_potential_energy(), f,
-                                a.get_stress(voigt=False)))
+            frames.append(
+                Frame(
+                    a.numbers,
+                    a.positions,
+                    a.cell.array,
+                    a.get_potential_energy(),
+                    f,
+                    a.get_stress(voigt=False),
+                )
+            )
     t0 = time.perf_counter()
     checkpoints = []
     for m in range(args.members):
         r = train_member(frames, TrainingConfig(epochs=args.epochs), seed=m)
         checkpoints.append((r.checkpoint, r.sha256))
-    print(f"ensemble: {args.members} members trained on {len(frames)} SW labels in "
-          f"{time.perf_counter() - t0:.0f} s")
+    print(
+        f"ensemble: {args.members} members trained on {len(frames)} SW labels in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     ens = Ensemble.from_checkpoints(checkpoints, device=args.device)
     atoms = [structure_to_atoms(c.structure) for c in pool.candidates[n_train:]]
     # no uncertainty stops: both paths run every candidate to convergence or max_steps
-    cfg = RelaxationConfig(max_steps=args.max_steps, uncertainty_floor=1e3, uncertainty_ratio=1e3,
-                           batch_size=args.batch_size)
+    cfg = RelaxationConfig(
+        max_steps=args.max_steps,
+        uncertainty_floor=1e3,
+        uncertainty_ratio=1e3,
+        batch_size=args.batch_size,
+    )
 
-    def timed(label: str, relax):  # noqa: ANN001, ANN202
+    def timed(label: str, relax):
         t0 = time.perf_counter()
         results = relax(atoms, ens, cfg, pool.reference_volume)
         seconds = time.perf_counter() - t0
         steps = sum(r.steps for r in results)
-        print(f"{label}: {seconds:.1f} s, {len(atoms) / seconds:.2f} candidates/s, "
-              f"{steps / seconds:.0f} candidate-steps/s")
+        print(
+            f"{label}: {seconds:.1f} s, {len(atoms) / seconds:.2f} candidates/s, "
+            f"{steps / seconds:.0f} candidate-steps/s"
+        )
         return results, seconds
 
     rb, tb = timed(f"\nbatched (batch {args.batch_size}, {args.device})", relax_batched)
@@ -91,22 +111,32 @@ def main() -> None:
     print(f"speed-up batched / ASE: {ta / tb:.1f}x (candidates per second)")
 
     n_at = len(atoms[0])
-    same = [(b, a) for b, a in zip(rb, ra, strict=True)
-            if b.status == a.status and b.steps == a.steps]
-    both_conv = [(b, a) for b, a in zip(rb, ra, strict=True)
-                 if b.status == a.status == CandidateStatus.CONVERGED]
+    same = [
+        (b, a) for b, a in zip(rb, ra, strict=True) if b.status == a.status and b.steps == a.steps
+    ]
+    both_conv = [
+        (b, a)
+        for b, a in zip(rb, ra, strict=True)
+        if b.status == a.status == CandidateStatus.CONVERGED
+    ]
     d_same = [abs(b.energy - a.energy) / n_at * 1000 for b, a in same]
     d_conv = [abs(b.energy - a.energy) / n_at * 1000 for b, a in both_conv]
-    print(f"same status and steps: {len(same)}/{len(atoms)}; largest |dE| there "
-          f"{max(d_same, default=float('nan')):.4f} meV/atom")
-    print(f"both converged: {len(both_conv)}/{len(atoms)}; |dE| median "
-          f"{np.median(d_conv) if d_conv else float('nan'):.4f}, largest "
-          f"{max(d_conv, default=float('nan')):.4f} meV/atom; within 1 meV/atom: "
-          f"{sum(d <= 1.0 for d in d_conv)}/{len(d_conv)}")
+    print(
+        f"same status and steps: {len(same)}/{len(atoms)}; largest |dE| there "
+        f"{max(d_same, default=float('nan')):.4f} meV/atom"
+    )
+    print(
+        f"both converged: {len(both_conv)}/{len(atoms)}; |dE| median "
+        f"{np.median(d_conv) if d_conv else float('nan'):.4f}, largest "
+        f"{max(d_conv, default=float('nan')):.4f} meV/atom; within 1 meV/atom: "
+        f"{sum(d <= 1.0 for d in d_conv)}/{len(d_conv)}"
+    )
     counts_b = {s.value: sum(r.status == s for r in rb) for s in CandidateStatus}
     counts_a = {s.value: sum(r.status == s for r in ra) for s in CandidateStatus}
-    print(f"statuses batched {({k: v for k, v in counts_b.items() if v})}, "
-          f"ASE {({k: v for k, v in counts_a.items() if v})}")
+    print(
+        f"statuses batched { ({k: v for k, v in counts_b.items() if v}) }, "
+        f"ASE { ({k: v for k, v in counts_a.items() if v}) }"
+    )
 
 
 if __name__ == "__main__":

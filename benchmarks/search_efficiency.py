@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 warnings.filterwarnings("ignore")
 
 
-def prototype(system: str):  # noqa: ANN201
+def prototype(system: str):
     """The known ground-state prototype of ``system`` as a pymatgen Structure (primitive cell)."""
     from ase.build import bulk
     from pymatgen.core import Lattice, Structure
@@ -72,9 +72,9 @@ def prototype(system: str):  # noqa: ANN201
         return atoms_to_structure(bulk("GaAs", "zincblende", a=5.65))
     if system.startswith("Al") and "O" in system:
         # corundum, hexagonal setting: Al 12c (0, 0, 0.3523), O 18e (0.3064, 0, 1/4)
-        return Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"],
-                                         [[0, 0, 0.3523], [0.3064, 0, 0.25]]
-                                         ).get_primitive_structure()
+        return Structure.from_spacegroup(
+            "R-3c", Lattice.hexagonal(4.76, 12.99), ["Al", "O"], [[0, 0, 0.3523], [0.3064, 0, 0.25]]
+        ).get_primitive_structure()
     raise ValueError(f"no prototype known for {system}: Si*, Na*Cl*, Ga*As*, Al*O*")
 
 
@@ -92,24 +92,37 @@ def search_config(system: str, seed: int, oracle: str, quick: bool, ref_file: st
 
     n_atoms = sum(parse_composition(system).values())
     cfg: dict[str, Any] = {
-        "name": f"{system}-{seed}", "composition": system, "seed": seed,
+        "name": f"{system}-{seed}",
+        "composition": system,
+        "seed": seed,
         "pool": {"size": 192},
         "selection": {"n_labels": 16, "n_labels_first": 32},
         "training": {"n_members": 3, "epochs": 100, "warm_start_epochs": 40},
         "relaxation": {"max_steps": 150, "patience": 40, "n_shards": 2},
-        "analysis": {"min_cycles": 3, "max_cycles": 6, "energy_tolerance": 0.01,
-                     "max_prediction_error": 0.03},
+        "analysis": {
+            "min_cycles": 3,
+            "max_cycles": 6,
+            "energy_tolerance": 0.01,
+            "max_prediction_error": 0.03,
+        },
         "validation": {"n_structures": 5},
         "oracle": {"kind": oracle},
         "references": [{"label": PROTOTYPE_NAMES[system[:2]], "file": ref_file}],
     }
     if quick:
-        cfg.update(pool={"size": 16}, selection={"n_labels": 8, "n_labels_first": 16},
-                   training={"n_members": 2, "epochs": 30, "warm_start_epochs": 15},
-                   relaxation={"max_steps": 80, "patience": 30, "n_shards": 2},
-                   analysis={"min_cycles": 2, "max_cycles": 3, "energy_tolerance": 0.02,
-                             "max_prediction_error": 0.05},
-                   validation={"n_structures": 3})
+        cfg.update(
+            pool={"size": 16},
+            selection={"n_labels": 8, "n_labels_first": 16},
+            training={"n_members": 2, "epochs": 30, "warm_start_epochs": 15},
+            relaxation={"max_steps": 80, "patience": 30, "n_shards": 2},
+            analysis={
+                "min_cycles": 2,
+                "max_cycles": 3,
+                "energy_tolerance": 0.02,
+                "max_prediction_error": 0.05,
+            },
+            validation={"n_structures": 3},
+        )
     if n_atoms > 24:
         cfg["relaxation"]["batch_size"] = 32
     return cfg
@@ -126,19 +139,31 @@ def run_search(cfg: dict, store_dir: Path) -> tuple[dict, list[dict], float]:
     config = load_config(cfg)
     store = local_store(store_dir)
     t0 = time.perf_counter()
-    run_locally(CrystalSearchMaker(config=config).make(), store=store, ensure_success=True,
-                log=False, root_dir=str(store_dir / "jobs"))
+    run_locally(
+        CrystalSearchMaker(config=config).make(),
+        store=store,
+        ensure_success=True,
+        log=False,
+        root_dir=str(store_dir / "jobs"),
+    )
     seconds = time.perf_counter() - t0
     store.connect()
     report = store.query_one({"metadata.crysal_step": "report"}, load=True)["output"]
-    summaries = sorted((d["output"] for d in store.query({"metadata.crysal_step": "analyse"},
-                                                          load=True)), key=lambda s: s["cycle"])
+    summaries = sorted(
+        (d["output"] for d in store.query({"metadata.crysal_step": "analyse"}, load=True)),
+        key=lambda s: s["cycle"],
+    )
     store.close()
     return report, summaries, seconds
 
 
-def run_baseline(cfg: dict, ground_state, fmax: float, max_steps: int,  # noqa: ANN001
-                 size: int | None = None) -> dict:
+def run_baseline(
+    cfg: dict,
+    ground_state,
+    fmax: float,
+    max_steps: int,
+    size: int | None = None,
+) -> dict:
     """Relax the search's pool (or a random subset of ``size``) with the oracle; cost and success.
 
     The subset is drawn with the search's seed, without replacement; the expected cost over the
@@ -151,26 +176,43 @@ def run_baseline(cfg: dict, ground_state, fmax: float, max_steps: int,  # noqa: 
     config = load_config(cfg)
     pool = generate_pool(config.composition, config.pool, config.seed)
     n = len(pool.candidates)
-    picked = (range(n) if size is None or size >= n else
-              sorted(np.random.default_rng([config.seed, 11]).choice(n, size, replace=False)))
+    picked = (
+        range(n)
+        if size is None or size >= n
+        else sorted(np.random.default_rng([config.seed, 11]).choice(n, size, replace=False))
+    )
     t0 = time.perf_counter()
     rows = []
     for j, i in enumerate(picked):
         cand = pool.candidates[i]
         doc = oracle_relax(cand.structure, config.oracle, fmax, max_steps)
         ok = bool(doc.success and _matches_reference(doc.structure, ground_state))
-        rows.append({"index": int(i), "calls": doc.oracle_calls, "success": ok,
-                     "energy_per_atom": doc.energy_per_atom if doc.success else None})
-        print(f"  baseline {j + 1}/{len(picked)} (candidate {i}): {doc.oracle_calls} calls, "
-              f"{'ground state' if ok else 'other'}"
-              f"{'' if doc.energy_per_atom is None else f', {doc.energy_per_atom:.4f} eV/atom'}",
-              flush=True)
+        rows.append(
+            {
+                "index": int(i),
+                "calls": doc.oracle_calls,
+                "success": ok,
+                "energy_per_atom": doc.energy_per_atom if doc.success else None,
+            }
+        )
+        print(
+            f"  baseline {j + 1}/{len(picked)} (candidate {i}): {doc.oracle_calls} calls, "
+            f"{'ground state' if ok else 'other'}"
+            f"{'' if doc.energy_per_atom is None else f', {doc.energy_per_atom:.4f} eV/atom'}",
+            flush=True,
+        )
     costs = np.array([r["calls"] for r in rows], dtype=float)
     hits = np.array([r["success"] for r in rows])
     k = int(hits.sum())
     expected = (costs[~hits].sum() / (k + 1) + costs[hits].sum() / k) if k else None
-    return {"candidates": rows, "n_success": k, "expected_cost": expected, "pool_size": n,
-            "total_cost": float(costs.sum()), "seconds": time.perf_counter() - t0}
+    return {
+        "candidates": rows,
+        "n_success": k,
+        "expected_cost": expected,
+        "pool_size": n,
+        "total_cost": float(costs.sum()),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _plots(results: list[dict], out: Path) -> None:
@@ -185,21 +227,36 @@ def _plots(results: list[dict], out: Path) -> None:
         for r in (r for r in results if r["system"] == system):
             gs = r["ground_state_energy"]
             hist = r["search"]["history"]
-            ax.plot([h["labels"] for h in hist],
-                    [h["best_energy_per_atom"] - gs for h in hist], "o-", color="C0",
-                    label="active learning (ML pool, per cycle)" if r["seed"] == 0 else None)
+            ax.plot(
+                [h["labels"] for h in hist],
+                [h["best_energy_per_atom"] - gs for h in hist],
+                "o-",
+                color="C0",
+                label="active learning (ML pool, per cycle)" if r["seed"] == 0 else None,
+            )
             done = r["search"]["oracle_single_points"] + r["search"]["validation_steps"]
             best = min((m["energy_per_atom"] for m in r["search"]["minima"]), default=math.nan)
-            ax.plot([done], [best - gs], "*", color="C0", ms=12,
-                    label="active learning, after validation" if r["seed"] == 0 else None)
+            ax.plot(
+                [done],
+                [best - gs],
+                "*",
+                color="C0",
+                ms=12,
+                label="active learning, after validation" if r["seed"] == 0 else None,
+            )
             # the baseline in one random order: running best oracle energy against cost
             rng = np.random.default_rng(r["seed"])
             rows = [c for c in r["baseline"]["candidates"] if c["energy_per_atom"] is not None]
             order = rng.permutation(len(rows))
             cost = np.cumsum([rows[i]["calls"] for i in order])
             best_rs = np.minimum.accumulate([rows[i]["energy_per_atom"] for i in order])
-            ax.step(cost, best_rs - gs, where="post", color="C1",
-                    label="random search (one random order)" if r["seed"] == 0 else None)
+            ax.step(
+                cost,
+                best_rs - gs,
+                where="post",
+                color="C1",
+                label="random search (one random order)" if r["seed"] == 0 else None,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("oracle calls")
         ax.set_ylabel("best energy above ground state (eV/atom)")
@@ -211,10 +268,18 @@ def _plots(results: list[dict], out: Path) -> None:
     for r in results:
         sums = r["summaries"]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-        a1.plot([s["cycle"] for s in sums], [s["sigma_force_median"] for s in sums], "o-",
-                label="median")
-        a1.plot([s["cycle"] for s in sums], [s["sigma_force_p90"] for s in sums], "s--",
-                label="90th percentile")
+        a1.plot(
+            [s["cycle"] for s in sums],
+            [s["sigma_force_median"] for s in sums],
+            "o-",
+            label="median",
+        )
+        a1.plot(
+            [s["cycle"] for s in sums],
+            [s["sigma_force_p90"] for s in sums],
+            "s--",
+            label="90th percentile",
+        )
         a1.set_xlabel("cycle")
         a1.set_ylabel("ensemble force spread (eV/A)")
         a1.legend()
@@ -234,9 +299,11 @@ def _plots(results: list[dict], out: Path) -> None:
 
 
 def _table(results: list[dict]) -> str:
-    head = (f"{'system':<8} {'seed':>4} {'found':>5} {'cycles':>6} {'single pts':>10} "
-            f"{'valid.':>6} {'AL cost':>7} {'RS hits':>7} {'RS cost':>8} {'RS/AL':>6} "
-            f"{'AL wall':>8} {'RS wall':>8}")
+    head = (
+        f"{'system':<8} {'seed':>4} {'found':>5} {'cycles':>6} {'single pts':>10} "
+        f"{'valid.':>6} {'AL cost':>7} {'RS hits':>7} {'RS cost':>8} {'RS/AL':>6} "
+        f"{'AL wall':>8} {'RS wall':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         s, b = r["search"], r["baseline"]
@@ -251,22 +318,24 @@ def _table(results: list[dict]) -> str:
             f"{s['oracle_single_points']:>10} {s['validation_steps']:>6} {al:>7} "
             f"{b['n_success']:>3}/{len(b['candidates']):<3} {rs_txt:>8} "
             f"{ratio_txt:>6} {r['search_seconds'] / 60:>7.1f}m "
-            f"{b['seconds'] / 60:>7.1f}m")
+            f"{b['seconds'] / 60:>7.1f}m"
+        )
     for system in sorted({r["system"] for r in results}):
         rs = [r for r in results if r["system"] == system]
         rs_hits = sum(r["baseline"]["n_success"] > 0 for r in rs)
-        lines.append(f"{system}: active learning found the ground state in "
-                     f"{sum(r['found'] for r in rs)}/{len(rs)} seeds; random search (its "
-                     f"relaxed candidates) in {rs_hits}/{len(rs)}")
+        lines.append(
+            f"{system}: active learning found the ground state in "
+            f"{sum(r['found'] for r in rs)}/{len(rs)} seeds; random search (its "
+            f"relaxed candidates) in {rs_hits}/{len(rs)}"
+        )
     return "\n".join(lines)
 
 
 def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> list[dict]:
     """Search a larger cell from scratch and from the smaller cell's exported models."""
     from crysal_flows.config import OracleConfig
-    from crysal_flows.store import local_store
     from crysal_flows.models.checkpoint import export_members
-    from crysal_flows.store import last_ensemble
+    from crysal_flows.store import last_ensemble, local_store
     from crysal_flows.validation.jobs import oracle_relax
 
     small, large = args.systems[0], args.transfer
@@ -290,14 +359,22 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
                 cfg["training"]["init_models"] = str(models)
             print(f"{large} seed {seed}: search from {start}", flush=True)
             report, _, seconds = run_search(cfg, out / f"store_{large}_{seed}_{start}")
-            rows.append({"system": large, "seed": seed, "start": start,
-                         "found": bool(report["found"]), "cycles": report["cycles"],
-                         "single_points": report["oracle_single_points"],
-                         "validation_steps": report["validation_steps"],
-                         "cost": report["oracle_cost"], "seconds": seconds,
-                         "best": min((m["energy_per_atom"] for m in report["minima"]),
-                                     default=None), "ground_state": gs.energy_per_atom,
-                         "history": report["history"]})
+            rows.append(
+                {
+                    "system": large,
+                    "seed": seed,
+                    "start": start,
+                    "found": bool(report["found"]),
+                    "cycles": report["cycles"],
+                    "single_points": report["oracle_single_points"],
+                    "validation_steps": report["validation_steps"],
+                    "cost": report["oracle_cost"],
+                    "seconds": seconds,
+                    "best": min((m["energy_per_atom"] for m in report["minima"]), default=None),
+                    "ground_state": gs.energy_per_atom,
+                    "history": report["history"],
+                }
+            )
             (out / "transfer.json").write_text(json.dumps(rows, indent=1))
             print(_transfer_table(rows[-1:]), flush=True)
     _transfer_plot(rows, out)
@@ -320,11 +397,22 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
         hist, gs = r["history"], r["ground_state"]
         label = f"{r['system']} seed {r['seed']}, {r['start']}"
         labels = [h["labels"] for h in hist]
-        a1.plot(labels, [h["best_energy_per_atom"] - gs for h in hist], "o-", color=color,
-                label=f"{label} (ML pool)")
+        a1.plot(
+            labels,
+            [h["best_energy_per_atom"] - gs for h in hist],
+            "o-",
+            color=color,
+            label=f"{label} (ML pool)",
+        )
         if r["best"] is not None:
-            a1.plot([r["cost"]], [r["best"] - gs], "*", ms=12, color=color,
-                    label=f"{label}, after validation")
+            a1.plot(
+                [r["cost"]],
+                [r["best"] - gs],
+                "*",
+                ms=12,
+                color=color,
+                label=f"{label}, after validation",
+            )
         a2.plot(labels, [h["sigma_force_median"] for h in hist], "o-", color=color, label=label)
     a1.axhline(0, color="k", ls=":", lw=1)
     a1.set_xlabel("oracle calls (circles: labels; stars: labels + validation steps)")
@@ -340,14 +428,18 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
 
 
 def _transfer_table(rows: list[dict]) -> str:
-    head = (f"{'system':<8} {'seed':>4} {'start':<9} {'found':>5} {'cycles':>6} {'single pts':>10} "
-            f"{'valid.':>6} {'cost':>6} {'wall':>7} {'best - GS (meV/atom)':>21}")
+    head = (
+        f"{'system':<8} {'seed':>4} {'start':<9} {'found':>5} {'cycles':>6} {'single pts':>10} "
+        f"{'valid.':>6} {'cost':>6} {'wall':>7} {'best - GS (meV/atom)':>21}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         gap = "" if r["best"] is None else f"{(r['best'] - r['ground_state']) * 1000:.1f}"
-        lines.append(f"{r['system']:<8} {r['seed']:>4} {r['start']:<9} "
-                     f"{'yes' if r['found'] else 'no':>5} {r['cycles']:>6} {r['single_points']:>10} "
-                     f"{r['validation_steps']:>6} {r['cost']:>6} {r['seconds'] / 60:>6.1f}m {gap:>21}")
+        lines.append(
+            f"{r['system']:<8} {r['seed']:>4} {r['start']:<9} "
+            f"{'yes' if r['found'] else 'no':>5} {r['cycles']:>6} {r['single_points']:>10} "
+            f"{r['validation_steps']:>6} {r['cost']:>6} {r['seconds'] / 60:>6.1f}m {gap:>21}"
+        )
     return "\n".join(lines)
 
 
@@ -360,25 +452,44 @@ def main() -> None:
     ap.add_argument("--fmax", type=float, default=0.05, help="oracle relaxation threshold, eV/A")
     ap.add_argument("--max-steps", type=int, default=300, help="oracle relaxation steps (both)")
     ap.add_argument("--pool", type=int, default=None, help="pool size of the search (default 192)")
-    ap.add_argument("--baseline-size", type=int, default=48, help="candidates of the pool the "
-                    "random-search baseline relaxes with the oracle (a random subset; 0: all)")
+    ap.add_argument(
+        "--baseline-size",
+        type=int,
+        default=48,
+        help="candidates of the pool the "
+        "random-search baseline relaxes with the oracle (a random subset; 0: all)",
+    )
     ap.add_argument("--out", default="benchmark_results", help="output directory")
-    ap.add_argument("--transfer", metavar="LARGER", help="then search this larger cell of the "
-                    "first system (e.g. Si46) from scratch and from the first system's models, "
-                    "for each seed, and compare")
-    ap.add_argument("--report", nargs="+", metavar="DIR", help="only print the table and draw "
-                    "the plots of earlier runs' results.json in these directories, merged, "
-                    "to --out")
+    ap.add_argument(
+        "--transfer",
+        metavar="LARGER",
+        help="then search this larger cell of the "
+        "first system (e.g. Si46) from scratch and from the first system's models, "
+        "for each seed, and compare",
+    )
+    ap.add_argument(
+        "--report",
+        nargs="+",
+        metavar="DIR",
+        help="only print the table and draw "
+        "the plots of earlier runs' results.json in these directories, merged, "
+        "to --out",
+    )
     args = ap.parse_args()
     out = Path(args.out).resolve()
     if args.report:
-        results = [r for d in args.report
-                   for r in json.loads((Path(d) / "results.json").read_text())]
+        results = [
+            r for d in args.report for r in json.loads((Path(d) / "results.json").read_text())
+        ]
         out.mkdir(parents=True, exist_ok=True)
         _plots(results, out)
         print(_table(results))
-        transfer = [r for d in args.report if (Path(d) / "transfer.json").exists()
-                    for r in json.loads((Path(d) / "transfer.json").read_text())]
+        transfer = [
+            r
+            for d in args.report
+            if (Path(d) / "transfer.json").exists()
+            for r in json.loads((Path(d) / "transfer.json").read_text())
+        ]
         if transfer:
             _transfer_plot(transfer, out)
             print()
@@ -388,8 +499,8 @@ def main() -> None:
         ap.error("give at least one system (or --report DIR...)")
 
     from crysal_flows.config import OracleConfig
-    from crysal_flows.oracles import check_oracle
     from crysal_flows.models.mace import torch_setup
+    from crysal_flows.oracles import check_oracle
     from crysal_flows.validation.jobs import oracle_relax
 
     torch_setup(1)
@@ -404,14 +515,18 @@ def main() -> None:
         have = {(r["system"], r["seed"]) for r in results}
         if all((system, seed) in have for seed in args.seeds):
             continue
-        gs = oracle_relax(prototype(system), OracleConfig(kind=args.oracle), args.fmax,
-                          args.max_steps)
+        gs = oracle_relax(
+            prototype(system), OracleConfig(kind=args.oracle), args.fmax, args.max_steps
+        )
         if not gs.success:
             raise RuntimeError(f"the oracle could not relax the {system} prototype: {gs.error}")
         ref_file = out / f"ground_state_{system}.json"
         ref_file.write_text(gs.structure.to_json())
-        print(f"{system}: ground state ({PROTOTYPE_NAMES[system[:2]]}) at "
-              f"{gs.energy_per_atom:.4f} eV/atom with {args.oracle}", flush=True)
+        print(
+            f"{system}: ground state ({PROTOTYPE_NAMES[system[:2]]}) at "
+            f"{gs.energy_per_atom:.4f} eV/atom with {args.oracle}",
+            flush=True,
+        )
         for seed in args.seeds:
             if any(r["system"] == system and r["seed"] == seed for r in results):
                 print(f"{system} seed {seed}: in {done} already, skipped", flush=True)
@@ -424,20 +539,43 @@ def main() -> None:
             print(f"{system} seed {seed}: active-learning search", flush=True)
             report, summaries, seconds = run_search(cfg, out / f"store_{system}_{seed}")
             found = bool(report["found"])
-            print(f"{system} seed {seed}: found={found}, cost {report['oracle_cost']} "
-                  f"({report['oracle_single_points']} single points + "
-                  f"{report['validation_steps']} validation steps), {seconds / 60:.1f} min; "
-                  "random-search baseline on the same pool", flush=True)
-            baseline = run_baseline(cfg, gs.structure, args.fmax, args.max_steps,
-                                    args.baseline_size or None)
-            results.append({
-                "system": system, "seed": seed, "oracle": args.oracle, "found": found,
-                "ground_state_energy": gs.energy_per_atom, "search": report,
-                "summaries": [{k: s[k] for k in ("cycle", "sigma_force_median", "sigma_force_p90",
-                                                 "energies", "best_energy_per_atom",
-                                                 "oracle_single_points")} for s in summaries],
-                "search_seconds": seconds, "baseline": baseline, "config": cfg,
-            })
+            print(
+                f"{system} seed {seed}: found={found}, cost {report['oracle_cost']} "
+                f"({report['oracle_single_points']} single points + "
+                f"{report['validation_steps']} validation steps), {seconds / 60:.1f} min; "
+                "random-search baseline on the same pool",
+                flush=True,
+            )
+            baseline = run_baseline(
+                cfg, gs.structure, args.fmax, args.max_steps, args.baseline_size or None
+            )
+            results.append(
+                {
+                    "system": system,
+                    "seed": seed,
+                    "oracle": args.oracle,
+                    "found": found,
+                    "ground_state_energy": gs.energy_per_atom,
+                    "search": report,
+                    "summaries": [
+                        {
+                            k: s[k]
+                            for k in (
+                                "cycle",
+                                "sigma_force_median",
+                                "sigma_force_p90",
+                                "energies",
+                                "best_energy_per_atom",
+                                "oracle_single_points",
+                            )
+                        }
+                        for s in summaries
+                    ],
+                    "search_seconds": seconds,
+                    "baseline": baseline,
+                    "config": cfg,
+                }
+            )
             (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
             print(_table(results[-1:]), flush=True)
     _plots(results, out)
@@ -447,8 +585,10 @@ def main() -> None:
         transfer = run_transfer(args, results, out)
         print()
         print(_transfer_table(transfer))
-    print(f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/cycles_*.png"
-          + (f", {out / 'transfer.json'}, {out / 'transfer.png'}" if args.transfer else ""))
+    print(
+        f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/cycles_*.png"
+        + (f", {out / 'transfer.json'}, {out / 'transfer.png'}" if args.transfer else "")
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("jobflow").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def _open_store(store_path: str | None):  # noqa: ANN202
-    """The local on-disk store at ``store_path``, or jobflow's configured JobStore if None."""
+def _open_store(store_path: str | None):
+    """Return the local on-disk store at ``store_path``, or jobflow's JobStore if None."""
     if store_path is None:
         from jobflow import SETTINGS
 
@@ -57,13 +57,15 @@ def _reports(store_path: str | None) -> list[dict[str, Any]]:
 
 def _minimum_row(m: dict[str, Any]) -> str:
     pred = m.get("predicted_energy_per_atom")
-    return (f"  {m['rank']:>4}  {m['energy_per_atom']:>12.4f}  {m['energy_above_best'] * 1000:>9.1f}"
-            f"  {m['space_group_symbol'] + ' (' + str(m['space_group_number']) + ')':<16}"
-            f"  {'' if pred is None else f'{pred:.4f}':>10}  {', '.join(m['matches'])}")
+    return (
+        f"  {m['rank']:>4}  {m['energy_per_atom']:>12.4f}  {m['energy_above_best'] * 1000:>9.1f}"
+        f"  {m['space_group_symbol'] + ' (' + str(m['space_group_number']) + ')':<16}"
+        f"  {'' if pred is None else f'{pred:.4f}':>10}  {', '.join(m['matches'])}"
+    )
 
 
 def format_report(r: dict[str, Any]) -> str:
-    """A human-readable table of one report."""
+    """Return a human-readable table of one report."""
     lines = [
         f"run {r['name']} ({r['run_id']}): {r['composition']}, oracle {r['oracle']}",
         f"  cycles {r['cycles']} ({'converged' if r['converged'] else 'stopped at max_cycles'}), "
@@ -76,16 +78,20 @@ def format_report(r: dict[str, Any]) -> str:
     if not r["minima"]:
         lines.append("  (no minimum: every validation relaxation failed)")
     for f in r.get("failed_relaxations", []):
-        lines.append(f"  validation of cluster {f['cluster_rank']} (candidate {f['source_index']}) "
-                     f"failed: {f['error'][:120]}")
+        lines.append(
+            f"  validation of cluster {f['cluster_rank']} (candidate {f['source_index']}) "
+            f"failed: {f['error'][:120]}"
+        )
     for label, e in r.get("references", {}).items():
         found = "found" if label in r.get("found", []) else "NOT found"
-        lines.append(f"  reference {label}: {'n/a' if e is None else f'{e:.4f}'} eV/atom "
-                     f"(oracle-relaxed), {found}")
+        lines.append(
+            f"  reference {label}: {'n/a' if e is None else f'{e:.4f}'} eV/atom "
+            f"(oracle-relaxed), {found}"
+        )
     return "\n".join(lines)
 
 
-def _checked_config(path: str, check_oracle_here: bool = True):  # noqa: ANN202
+def _checked_config(path: str, check_oracle_here: bool = True):
     """Load a configuration and check that it can run here, before any job runs."""
     from crysal_flows.config import load_config
     from crysal_flows.preflight import preflight
@@ -128,19 +134,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             how = f" with max_cycles {previous.max_cycles} -> {config.analysis.max_cycles}"
             record_run(store_path, config, run_id, previous.started)
         verb = f"continuing {previous.status} run" if how else "resuming run"
-        print(f"crysal: {verb} {run_id} of search {config.name} ({config.composition}){how} "
-              f"from {start}; store {where} (--new starts afresh)", flush=True)
+        print(
+            f"crysal: {verb} {run_id} of search {config.name} ({config.composition}){how} "
+            f"from {start}; store {where} (--new starts afresh)",
+            flush=True,
+        )
     else:
         if not args.new and (old := legacy_runs(store_path, config.name)):
-            print(f"crysal: unfinished run(s) {', '.join(old)} of {config.name} in {where} were "
-                  "recorded by crysal_flows 0.1 and cannot be resumed by this version; starting "
-                  "a new run", flush=True)
+            print(
+                f"crysal: unfinished run(s) {', '.join(old)} of {config.name} in {where} were "
+                "recorded by crysal_flows 0.1 and cannot be resumed by this version; starting "
+                "a new run",
+                flush=True,
+            )
         run_id, started = new_run_id(), time.time()
         flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make(
-            run_id=run_id, started=started)
+            run_id=run_id, started=started
+        )
         record_run(store_path, config, run_id, started)
-        print(f"crysal: search {config.name} ({config.composition}), run {run_id}, "
-              f"store {where}", flush=True)
+        print(
+            f"crysal: search {config.name} ({config.composition}), run {run_id}, store {where}",
+            flush=True,
+        )
     t0 = time.time()
     failures = _FailedJobs()
     local_log = logging.getLogger("jobflow.managers.local")  # logs each job that raised, at INFO
@@ -152,8 +167,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         local_log.removeHandler(failures)
     reports = [r for r in _reports(store_path) if r["run_id"] == run_id]
     if not reports:
-        print(f"crysal: the search stopped without a report: {failures.summary()}; run the same "
-              "command again to resume it after its last finished cycle", file=sys.stderr)
+        print(
+            f"crysal: the search stopped without a report: {failures.summary()}; run the same "
+            "command again to resume it after its last finished cycle",
+            file=sys.stderr,
+        )
         return 1
     mark(store_path, run_id, "finished")
     print(f"\nfinished in {(time.time() - t0) / 60:.1f} min\n" + format_report(reports[-1]))
@@ -211,7 +229,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from crysal_flows.store import last_ensemble
 
     store_path = None if args.jobstore else _store_path(args)
-    where = "the JobStore of jobflow's configuration" if store_path is None else f"store {store_path}"
+    where = (
+        "the JobStore of jobflow's configuration" if store_path is None else f"store {store_path}"
+    )
     runs = [r for r in _reports(store_path) if args.run in (r["name"], r["run_id"])]
     if not runs:
         raise LookupError(f"no finished run named {args.run!r} in {where}")
@@ -224,12 +244,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         store.close()
     if ensemble is None:
         raise LookupError(f"run {run['run_id']} has no trained ensemble in {where}")
-    paths = export_members(ensemble.members, args.output, {
-        "run": run["name"], "run_id": run["run_id"], "composition": run.get("composition"),
-        "oracle": run.get("oracle"), "cycle": ensemble.cycle})
-    print(f"crysal: wrote {len(paths)} members of run {run['name']} ({run['run_id']}), cycle "
-          f"{ensemble.cycle}, to {args.output}; start a search from them with "
-          f"'training: {{init_models: {args.output}}}'")
+    paths = export_members(
+        ensemble.members,
+        args.output,
+        {
+            "run": run["name"],
+            "run_id": run["run_id"],
+            "composition": run.get("composition"),
+            "oracle": run.get("oracle"),
+            "cycle": ensemble.cycle,
+        },
+    )
+    print(
+        f"crysal: wrote {len(paths)} members of run {run['name']} ({run['run_id']}), cycle "
+        f"{ensemble.cycle}, to {args.output}; start a search from them with "
+        f"'training: {{init_models: {args.output}}}'"
+    )
     return 0
 
 
@@ -239,21 +269,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from crysal_flows.submit import submit
 
     workers = _workers(args.category)
-    print("crysal: " + submit(config, launchpad=args.launchpad, output=args.output,
-                              workers=workers))
+    print(
+        "crysal: " + submit(config, launchpad=args.launchpad, output=args.output, workers=workers)
+    )
     return 0
 
 
-def _workers(overrides: list[str] | None):  # noqa: ANN202
-    """The worker categories of the machine settings, with ``kind=category`` overrides."""
+def _workers(overrides: list[str] | None):
+    """Return the worker categories of the machine settings, with ``kind=category`` overrides."""
     from crysal_flows.settings import SETTINGS, WorkersConfig
 
     update = {}
     for item in overrides or []:
         kind, sep, category = item.partition("=")
         if not sep or kind not in WorkersConfig.model_fields or not category:
-            raise LookupError(f"--category {item!r}: give KIND=CATEGORY with KIND one of "
-                              f"{', '.join(WorkersConfig.model_fields)}")
+            raise LookupError(
+                f"--category {item!r}: give KIND=CATEGORY with KIND one of "
+                f"{', '.join(WorkersConfig.model_fields)}"
+            )
         update[kind] = category
     return SETTINGS.workers.model_copy(update=update)
 
@@ -261,13 +294,15 @@ def _workers(overrides: list[str] | None):  # noqa: ANN202
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a configuration without running it."""
     config = _checked_config(args.config)
-    print(f"{args.config}: valid ({config.name}, {config.composition}, pool {config.pool.size}, "
-          f"oracle {config.oracle.kind})")
+    print(
+        f"{args.config}: valid ({config.name}, {config.composition}, pool {config.pool.size}, "
+        f"oracle {config.oracle.kind})"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``crysal``."""
+    """Return the argument parser of ``crysal``."""
     parser = argparse.ArgumentParser(
         prog="crysal", description="Crystal structure search with active learning (CrysAL)."
     )
@@ -275,40 +310,62 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a search locally (jobflow run_locally, on-disk store)")
     run.add_argument("config", help="search configuration (YAML)")
     run.add_argument("--store", help="store directory (default: crysal_store, or CRYSAL_STORE)")
-    run.add_argument("--new", action="store_true", help="start a new run even if the store holds "
-                     "an unfinished run of this configuration, or a run that stopped at a lower "
-                     "analysis.max_cycles (default: resume or continue it)")
+    run.add_argument(
+        "--new",
+        action="store_true",
+        help="start a new run even if the store holds "
+        "an unfinished run of this configuration, or a run that stopped at a lower "
+        "analysis.max_cycles (default: resume or continue it)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
     res = sub.add_parser("results", help="list finished runs and their minima")
-    res.add_argument("--store", help="local store directory (default: crysal_store, or "
-                     "CRYSAL_STORE)")
-    res.add_argument("--jobstore", action="store_true",
-                     help="read jobflow's configured JobStore (JOBFLOW_CONFIG_FILE or "
-                     "~/.jobflow.yaml), e.g. the MongoDB store of FireWorks runs")
+    res.add_argument(
+        "--store", help="local store directory (default: crysal_store, or CRYSAL_STORE)"
+    )
+    res.add_argument(
+        "--jobstore",
+        action="store_true",
+        help="read jobflow's configured JobStore (JOBFLOW_CONFIG_FILE or "
+        "~/.jobflow.yaml), e.g. the MongoDB store of FireWorks runs",
+    )
     res.add_argument("--run", help="only the run with this name or run id")
     res.add_argument("--json", action="store_true", help="print the reports as JSON")
     res.set_defaults(func=cmd_results)
     mdl = sub.add_parser("models", help="export a finished run's ensemble as model files")
     mdl.add_argument("--run", required=True, help="the run's name or run id")
     mdl.add_argument("-o", "--output", required=True, help="directory to write member_<k>.pt to")
-    mdl.add_argument("--store", help="local store directory (default: crysal_store, or "
-                     "CRYSAL_STORE)")
+    mdl.add_argument(
+        "--store", help="local store directory (default: crysal_store, or CRYSAL_STORE)"
+    )
     mdl.add_argument("--jobstore", action="store_true", help="read jobflow's configured JobStore")
     mdl.set_defaults(func=cmd_models)
     sbm = sub.add_parser("submit", help="add a search to a FireWorks LaunchPad (cluster runs)")
     sbm.add_argument("config", help="search configuration (YAML)")
-    sbm.add_argument("-l", "--launchpad", help="LaunchPad file (default: FireWorks' own lookup, "
-                     "FW_CONFIG_FILE / my_launchpad.yaml)")
-    sbm.add_argument("-o", "--output", help="write the workflow to this file (for 'lpad add') "
-                     "instead of adding it")
-    sbm.add_argument("--skip-oracle-check", action="store_true",
-                     help="do not check that the oracle can be built on this machine (e.g. a "
-                     "login node without the DFT code)")
-    sbm.add_argument("--category", action="append", metavar="KIND=CATEGORY",
-                     help="FireWorks worker category of a kind of job (ml, oracle, driver), e.g. "
-                     "--category ml=a100; default: the machine settings (CRYSAL_WORKERS__ML, ...; "
-                     "gpu, cpu, cpu)")
+    sbm.add_argument(
+        "-l",
+        "--launchpad",
+        help="LaunchPad file (default: FireWorks' own lookup, FW_CONFIG_FILE / my_launchpad.yaml)",
+    )
+    sbm.add_argument(
+        "-o",
+        "--output",
+        help="write the workflow to this file (for 'lpad add') instead of adding it",
+    )
+    sbm.add_argument(
+        "--skip-oracle-check",
+        action="store_true",
+        help="do not check that the oracle can be built on this machine (e.g. a "
+        "login node without the DFT code)",
+    )
+    sbm.add_argument(
+        "--category",
+        action="append",
+        metavar="KIND=CATEGORY",
+        help="FireWorks worker category of a kind of job (ml, oracle, driver), e.g. "
+        "--category ml=a100; default: the machine settings (CRYSAL_WORKERS__ML, ...; "
+        "gpu, cpu, cpu)",
+    )
     sbm.set_defaults(func=cmd_submit)
     chk = sub.add_parser("check", help="validate a configuration without running it")
     chk.add_argument("config", help="search configuration (YAML)")
@@ -326,8 +383,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, OracleUnavailableError, FileNotFoundError, NotADirectoryError,
-            LookupError, SubmitError) as exc:
+    except (
+        ConfigError,
+        OracleUnavailableError,
+        FileNotFoundError,
+        NotADirectoryError,
+        LookupError,
+        SubmitError,
+    ) as exc:
         print(f"crysal: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,6 @@
 """The active-learning search as a dynamic jobflow flow; this module only wires jobs.
 
-``CrystalSearchMaker`` makes ``generate pool -> cycle 0``. Each cycle is made by ``CycleMaker.make``:
+``CrystalSearchMaker`` makes ``generate pool -> cycle 0``. ``CycleMaker.make`` makes each cycle:
 
     select -> label (fans out, one oracle job per structure) -> gather labels
            -> train member 1..M -> gather ensemble -> relax shard 1..S -> merge shards -> analyse
@@ -47,12 +47,12 @@ __all__ = ["CrystalSearchMaker", "CycleMaker", "initial_state", "new_run_id", "t
 
 
 def new_run_id() -> str:
-    """A fresh run identifier."""
+    """Return a fresh run identifier."""
     return uuid.uuid4().hex[:12]
 
 
 def initial_state(config: SearchConfig, run_id: str, started: float | None = None) -> SearchState:
-    """The state cycle 0 starts from, with ``training.init_models`` checked and pinned.
+    """Return the state cycle 0 starts from, with ``training.init_models`` checked and pinned.
 
     Raises
     ------
@@ -62,8 +62,9 @@ def initial_state(config: SearchConfig, run_id: str, started: float | None = Non
     init: list[tuple[str, str]] = []
     if config.training.init_models:
         try:
-            init = check_model_files(config.training.init_models,
-                                     sorted(parse_composition(config.composition)))
+            init = check_model_files(
+                config.training.init_models, sorted(parse_composition(config.composition))
+            )
         except ValueError as exc:
             raise ConfigError(f"training.init_models: {exc}") from None
     return SearchState(run_id=run_id, started=started, init_models=init)
@@ -98,18 +99,26 @@ class CycleMaker(Maker):
             raise ValueError("CycleMaker needs a SearchConfig")
         cfg = self.config
         if self.label_maker is None:
-            self.label_maker = OracleStaticMaker(oracle=cfg.oracle, max_force=cfg.training.max_force)
+            self.label_maker = OracleStaticMaker(
+                oracle=cfg.oracle, max_force=cfg.training.max_force
+            )
         if self.train_maker is None:
             self.train_maker = TrainMemberMaker(config=cfg.training)
         if self.relax_maker is None:
             self.relax_maker = RelaxShardMaker(config=cfg.relaxation)
         if self.validation_maker is None:
-            self.validation_maker = OracleRelaxMaker(oracle=cfg.oracle, fmax=cfg.validation.fmax,
-                                                     max_steps=cfg.validation.max_steps)
+            self.validation_maker = OracleRelaxMaker(
+                oracle=cfg.oracle, fmax=cfg.validation.fmax, max_steps=cfg.validation.max_steps
+            )
 
-    def make(self, pool: OutputReference | StoredOutput, training_set: StoredOutput | None = None,
-             ensemble: StoredOutput | None = None, state: SearchState | None = None,
-             n_previous_members: int = 0) -> Flow:
+    def make(
+        self,
+        pool: OutputReference | StoredOutput,
+        training_set: StoredOutput | None = None,
+        ensemble: StoredOutput | None = None,
+        state: SearchState | None = None,
+        n_previous_members: int = 0,
+    ) -> Flow:
         """Wire one cycle.
 
         Parameters
@@ -142,8 +151,9 @@ class CycleMaker(Maker):
             prev = ensemble["members"][k % n_previous_members] if warm else None
             seed = int(np.random.default_rng([cfg.seed, c, k]).integers(2**31))
             kwargs = {"init_model": list(init[k % len(init)])} if init else {}
-            j = self.train_maker.make(gather.output, cycle=c, member=k, seed=seed, previous=prev,
-                                      **kwargs)
+            j = self.train_maker.make(
+                gather.output, cycle=c, member=k, seed=seed, previous=prev, **kwargs
+            )
             j.name = f"train member {k + 1}/{n_members} (cycle {c})"
             members.append(j)
         ens = gather_ensemble([j.output for j in members], c)
@@ -156,51 +166,80 @@ class CycleMaker(Maker):
             shards.append(j)
         merged = merge_shards([j.output for j in shards], pool, c)
         merged.name = f"merge shards (cycle {c})"
-        analyse = self.analyse(merged.output, gather.output, ens.output, state,
-                               {"pool": merged.uuid, "training_set": gather.uuid,
-                                "ensemble": ens.uuid})
+        analyse = self.analyse(
+            merged.output,
+            gather.output,
+            ens.output,
+            state,
+            {"pool": merged.uuid, "training_set": gather.uuid, "ensemble": ens.uuid},
+        )
         analyse.name = f"analyse (cycle {c})"
-        for jobs, step in ((select, Step.SELECT), (label, Step.LABEL),
-                           (gather, Step.GATHER_LABELS), (members, Step.TRAIN_MEMBER),
-                           (ens, Step.GATHER_ENSEMBLE), (shards, Step.RELAX_SHARD),
-                           (merged, Step.MERGE_SHARDS), (analyse, Step.ANALYSE)):
+        for jobs, step in (
+            (select, Step.SELECT),
+            (label, Step.LABEL),
+            (gather, Step.GATHER_LABELS),
+            (members, Step.TRAIN_MEMBER),
+            (ens, Step.GATHER_ENSEMBLE),
+            (shards, Step.RELAX_SHARD),
+            (merged, Step.MERGE_SHARDS),
+            (analyse, Step.ANALYSE),
+        ):
             tag(jobs, step, c)
         route([select, *members, *shards], "ml", workers)
         route([label, gather, ens, merged, analyse], "driver", workers)
-        return Flow([select, label, gather, *members, ens, *shards, merged, analyse],
-                    output=analyse.output, name=f"cycle {c}")
+        return Flow(
+            [select, label, gather, *members, ens, *shards, merged, analyse],
+            output=analyse.output,
+            name=f"cycle {c}",
+        )
 
     @crysal_job(schema=CycleSummary)
-    def analyse(self, pool: PoolDocument, training_set: TrainingSetDocument,
-                ensemble: EnsembleDocument, state: SearchState, uuids: dict[str, str]) -> Response:
+    def analyse(
+        self,
+        pool: PoolDocument,
+        training_set: TrainingSetDocument,
+        ensemble: EnsembleDocument,
+        state: SearchState,
+        uuids: dict[str, str],
+    ) -> Response:
         """Summarise the cycle and add what follows: the next cycle, or validation."""
         from jobflow import CURRENT_JOB
 
-        summary = analyse_cycle(pool, training_set, ensemble, state, self.config,
-                                CURRENT_JOB.job.uuid, uuids)
+        summary = analyse_cycle(
+            pool, training_set, ensemble, state, self.config, CURRENT_JOB.job.uuid, uuids
+        )
         logger.info(cycle_line(summary))
         return Response(output=summary, addition=self.follow_up(summary.resume, summary.stop))
 
     def follow_up(self, resume: ResumePoint, stop: bool) -> Flow:
-        """The flow after a finished cycle: the next cycle, or validation and the report.
+        """Return the flow after a finished cycle: the next cycle, or validation and the report.
 
         The analysis job calls this, and so does a resumed run (``crysal_flows.resume``).
         """
         cfg, state = self.config, resume.next_state
         if stop:
             follow = validate_minima(
-                StoredOutput(uuid=resume.pool), StoredOutput(uuid=state.summaries[-1]),
-                state.summaries, self.validation_maker, cfg.validation.n_structures,
+                StoredOutput(uuid=resume.pool),
+                StoredOutput(uuid=state.summaries[-1]),
+                state.summaries,
+                self.validation_maker,
+                cfg.validation.n_structures,
                 {"run_id": state.run_id, "name": cfg.name, "composition": cfg.composition},
-                cfg.references, state.started, self.workers,
+                cfg.references,
+                state.started,
+                self.workers,
             )
             follow.name = "validate minima"
             tag(follow, Step.VALIDATE)
             route(follow, "driver", self.workers)
             return Flow([follow], name="validation")
-        return self.make(StoredOutput(uuid=resume.pool), StoredOutput(uuid=resume.training_set),
-                         StoredOutput(uuid=resume.ensemble), state,
-                         n_previous_members=resume.n_members)
+        return self.make(
+            StoredOutput(uuid=resume.pool),
+            StoredOutput(uuid=resume.training_set),
+            StoredOutput(uuid=resume.ensemble),
+            state,
+            n_previous_members=resume.n_members,
+        )
 
 
 @dataclass
@@ -212,8 +251,12 @@ class CrystalSearchMaker(Maker):
     cycle_maker: CycleMaker | None = None
     pool_maker: Maker | None = None
 
-    def make(self, config: SearchConfig | None = None, run_id: str | None = None,
-             started: float | None = None) -> Flow:
+    def make(
+        self,
+        config: SearchConfig | None = None,
+        run_id: str | None = None,
+        started: float | None = None,
+    ) -> Flow:
         """Make the flow of a search (``config`` overrides the maker's).
 
         Parameters
@@ -236,8 +279,11 @@ class CrystalSearchMaker(Maker):
         route(pool, "driver", cycle_maker.workers)
         first = cycle_maker.make(pool.output, state=state)
         # the run's name first: FireWorks' web GUI cuts long workflow names short
-        flow = Flow([pool, first], output=first.output,
-                    name=f"{cfg.name} ({cfg.composition}) {self.name} {run_id}")
+        flow = Flow(
+            [pool, first],
+            output=first.output,
+            name=f"{cfg.name} ({cfg.composition}) {self.name} {run_id}",
+        )
         tag_run(flow, run_id)
         return flow
 

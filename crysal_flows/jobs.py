@@ -1,4 +1,4 @@
-"""The project's job decorator: stored inputs, data stores, schemas and partial failure in one place.
+"""The project's job decorator: stored inputs, data stores, schemas, partial failure in one place.
 
 ``@crysal_job`` wraps jobflow's ``@job`` for every job of the search:
 
@@ -55,8 +55,11 @@ class Step:
 def tag(jobs: Job | Iterable[Job], step: str, cycle: int | None = None) -> None:
     """Put ``step`` (and ``cycle``) into the metadata of ``jobs``."""
     for j in [jobs] if isinstance(jobs, Job) else jobs:
-        j.metadata = {**(j.metadata or {}), "crysal_step": step,
-                      **({} if cycle is None else {"crysal_cycle": cycle})}
+        j.metadata = {
+            **(j.metadata or {}),
+            "crysal_step": step,
+            **({} if cycle is None else {"crysal_cycle": cycle}),
+        }
 
 
 def resolve_stored(value: Any) -> Any:
@@ -68,8 +71,13 @@ def resolve_stored(value: Any) -> Any:
     return value
 
 
-def crysal_job(method: Callable | None = None, *, data: str | list[str] | None = None,
-               schema: type | None = None, gather: bool = False) -> Callable:
+def crysal_job(
+    method: Callable | None = None,
+    *,
+    data: str | list[str] | None = None,
+    schema: type | None = None,
+    gather: bool = False,
+) -> Callable:
     """Make a function (or a Maker's ``make``) a jobflow job of the search.
 
     Parameters
@@ -85,8 +93,10 @@ def crysal_job(method: Callable | None = None, *, data: str | list[str] | None =
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def resolved(*args: Any, **kwargs: Any) -> Any:
-            return fn(*(resolve_stored(a) for a in args),
-                      **{k: resolve_stored(v) for k, v in kwargs.items()})
+            return fn(
+                *(resolve_stored(a) for a in args),
+                **{k: resolve_stored(v) for k, v in kwargs.items()},
+            )
 
         options: dict[str, Any] = {}
         if data is not None:
@@ -94,7 +104,8 @@ def crysal_job(method: Callable | None = None, *, data: str | list[str] | None =
         if schema is not None:
             options["output_schema"] = schema
         missing = OnMissing.NONE if gather else OnMissing.ERROR
-        return job(resolved, config=JobConfig(on_missing_references=missing, expose_store=True),
-                   **options)
+        return job(
+            resolved, config=JobConfig(on_missing_references=missing, expose_store=True), **options
+        )
 
     return decorate if method is None else decorate(method)

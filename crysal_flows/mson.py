@@ -20,8 +20,11 @@ class MSONModel(BaseModel):
 
     def as_dict(self) -> dict[str, Any]:
         """Serialise to a JSON-ready dict tagged with the model's module and class."""
-        return {"@module": type(self).__module__, "@class": type(self).__name__,
-                **self.model_dump(mode="json")}
+        return {
+            "@module": type(self).__module__,
+            "@class": type(self).__name__,
+            **self.model_dump(mode="json"),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MSONModel:

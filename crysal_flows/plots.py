@@ -25,20 +25,32 @@ __all__ = ["STATUS_COLOURS", "plot_run"]
 
 #: one colour per relaxation status, the same in every figure
 STATUS_COLOURS = {
-    "converged": "#1b9e77", "stalled": "#66a61e", "max_steps": "#e6ab02",
-    "uncertain": "#d95f02", "not_relaxed": "#7570b3", "failed": "#e7298a", "new": "#999999",
+    "converged": "#1b9e77",
+    "stalled": "#66a61e",
+    "max_steps": "#e6ab02",
+    "uncertain": "#d95f02",
+    "not_relaxed": "#7570b3",
+    "failed": "#e7298a",
+    "new": "#999999",
 }
 ORACLE, ML, REFERENCE = "#1f4e9c", "#d95f02", "#555555"
 
 
-def _pyplot():  # noqa: ANN202
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "legend.fontsize": 10,
-                         "axes.spines.top": False, "axes.spines.right": False})
+    plt.rcParams.update(
+        {
+            "font.size": 11,
+            "axes.titlesize": 12,
+            "legend.fontsize": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt
 
 
@@ -66,31 +78,65 @@ def plot_energy(run: RunView, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     xs, ys = _oracle_curve(run)
     if xs:
-        ax.step(xs, ys, where="post", color=ORACLE, lw=2,
-                label="lowest oracle energy among the labels")
-    cyc = [(s["oracle_single_points"], s["best_energy_per_atom"]) for s in run.summaries
-           if s.get("best_energy_per_atom") is not None]
+        ax.step(
+            xs, ys, where="post", color=ORACLE, lw=2, label="lowest oracle energy among the labels"
+        )
+    cyc = [
+        (s["oracle_single_points"], s["best_energy_per_atom"])
+        for s in run.summaries
+        if s.get("best_energy_per_atom") is not None
+    ]
     if cyc:
-        ax.plot(*zip(*cyc, strict=True), "o--", color=ML, mfc="white", mew=2, ms=8,
-                label="best ensemble energy in the pool (ML estimate), per cycle")
+        ax.plot(
+            *zip(*cyc, strict=True),
+            "o--",
+            color=ML,
+            mfc="white",
+            mew=2,
+            ms=8,
+            label="best ensemble energy in the pool (ML estimate), per cycle",
+        )
         for (x, y), s in zip(cyc, run.summaries, strict=False):
-            ax.annotate(f"c{s['cycle']}", (x, y), textcoords="offset points", xytext=(6, 4),
-                        fontsize=9, color=ML)
+            ax.annotate(
+                f"c{s['cycle']}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=9,
+                color=ML,
+            )
     r = run.report
     if r is not None and r.get("minima"):
         n0, cost = r["oracle_single_points"], r["oracle_cost"]
         best = r["minima"][0]
-        ax.plot([n0, cost], [ys[-1] if ys else best["energy_per_atom"], best["energy_per_atom"]],
-                color=ORACLE, lw=1, ls=":")
-        ax.plot([cost], [best["energy_per_atom"]], "*", color=ORACLE, ms=18,
-                label=f"best oracle-relaxed minimum ({best['space_group_symbol']}), "
-                f"after {r['validation_steps']} validation steps")
+        ax.plot(
+            [n0, cost],
+            [ys[-1] if ys else best["energy_per_atom"], best["energy_per_atom"]],
+            color=ORACLE,
+            lw=1,
+            ls=":",
+        )
+        ax.plot(
+            [cost],
+            [best["energy_per_atom"]],
+            "*",
+            color=ORACLE,
+            ms=18,
+            label=f"best oracle-relaxed minimum ({best['space_group_symbol']}), "
+            f"after {r['validation_steps']} validation steps",
+        )
     for label, e in (r or {}).get("references", {}).items():
         if e is not None:
             ax.axhline(e, color=REFERENCE, ls="--", lw=1)
-            ax.annotate(f"{label} (oracle-relaxed reference)", (0.01, e),
-                        xycoords=("axes fraction", "data"), textcoords="offset points",
-                        xytext=(0, 3), fontsize=9, color=REFERENCE)
+            ax.annotate(
+                f"{label} (oracle-relaxed reference)",
+                (0.01, e),
+                xycoords=("axes fraction", "data"),
+                textcoords="offset points",
+                xytext=(0, 3),
+                fontsize=9,
+                color=REFERENCE,
+            )
     ax.set_xlabel("oracle calls (single points, then validation steps)")
     ax.set_ylabel("energy (eV/atom)")
     ax.set_title(_title(run))
@@ -104,8 +150,15 @@ def plot_energy(run: RunView, path: Path) -> Path:
 
 
 def _box(q: dict[str, float], pos: int) -> dict[str, Any]:
-    return {"med": q["50"], "q1": q["25"], "q3": q["75"], "whislo": q["5"], "whishi": q["95"],
-            "fliers": [q["0"], q["100"]], "label": str(pos)}
+    return {
+        "med": q["50"],
+        "q1": q["25"],
+        "q3": q["75"],
+        "whislo": q["5"],
+        "whishi": q["95"],
+        "fliers": [q["0"], q["100"]],
+        "label": str(pos),
+    }
 
 
 def plot_cycles(run: RunView, path: Path) -> Path:
@@ -115,22 +168,46 @@ def plot_cycles(run: RunView, path: Path) -> Path:
     cycles = [s["cycle"] for s in run.summaries]
     sig = [(s["cycle"], s.get("sigma_force_quantiles")) for s in run.summaries]
     if all(q for _, q in sig) and sig:
-        a1.bxp([_box(q, c) for c, q in sig], positions=cycles, showfliers=True,
-               patch_artist=True, boxprops={"facecolor": "#fbe3d1"}, medianprops={"color": ML})
+        a1.bxp(
+            [_box(q, c) for c, q in sig],
+            positions=cycles,
+            showfliers=True,
+            patch_artist=True,
+            boxprops={"facecolor": "#fbe3d1"},
+            medianprops={"color": ML},
+        )
     else:  # runs of earlier versions stored the median and 90th percentile only
-        a1.plot(cycles, [s.get("sigma_force_median") for s in run.summaries], "o-", color=ML,
-                label="median")
-        a1.plot(cycles, [s.get("sigma_force_p90") for s in run.summaries], "s--", color=ML,
-                label="90th percentile")
+        a1.plot(
+            cycles,
+            [s.get("sigma_force_median") for s in run.summaries],
+            "o-",
+            color=ML,
+            label="median",
+        )
+        a1.plot(
+            cycles,
+            [s.get("sigma_force_p90") for s in run.summaries],
+            "s--",
+            color=ML,
+            label="90th percentile",
+        )
         a1.legend(frameon=False)
     a1.set_yscale("log")
     a1.set_xlabel("cycle")
     a1.set_ylabel("ensemble force spread $\\sigma_F$ (eV/Å)")
     a1.set_title("uncertainty over the pool after each cycle")
-    en = [(s["cycle"], s.get("energy_quantiles")) for s in run.summaries if s.get("energy_quantiles")]
+    en = [
+        (s["cycle"], s.get("energy_quantiles")) for s in run.summaries if s.get("energy_quantiles")
+    ]
     if en:
-        a2.bxp([_box(q, c) for c, q in en], positions=[c for c, _ in en], showfliers=True,
-               patch_artist=True, boxprops={"facecolor": "#d6e2f3"}, medianprops={"color": ORACLE})
+        a2.bxp(
+            [_box(q, c) for c, q in en],
+            positions=[c for c, _ in en],
+            showfliers=True,
+            patch_artist=True,
+            boxprops={"facecolor": "#d6e2f3"},
+            medianprops={"color": ORACLE},
+        )
     for label, e in ((run.report or {}).get("references") or {}).items():
         if e is not None:
             a2.axhline(e, color=REFERENCE, ls="--", lw=1, label=f"{label} (oracle)")
@@ -170,14 +247,21 @@ def plot_statuses(run: RunView, path: Path) -> Path:
 
 
 def plot_minima(run: RunView, path: Path) -> Path:
-    """The validated minima above the lowest, with space groups and reference matches."""
+    """Return the validated minima above the lowest, with space groups and reference matches."""
     plt = _pyplot()
     minima = (run.report or {}).get("minima") or []
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(len(minima), 2)), constrained_layout=True)
     if not minima:
-        ax.text(0.5, 0.5, "no validated minimum yet" if not run.finished else
-                "every validation relaxation failed", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no validated minimum yet"
+            if not run.finished
+            else "every validation relaxation failed",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     else:
         ys = list(range(len(minima)))[::-1]
@@ -186,9 +270,14 @@ def plot_minima(run: RunView, path: Path) -> Path:
         ax.barh(ys, de, color=colours, height=0.6)
         for y, m, d in zip(ys, minima, de, strict=True):
             match = f"  = {', '.join(m['matches'])}" if m["matches"] else ""
-            ax.annotate(f"{m['space_group_symbol']} ({m['space_group_number']}), "
-                        f"{m['energy_per_atom']:.4f} eV/atom{match}", (d, y),
-                        textcoords="offset points", xytext=(4, -4), fontsize=10)
+            ax.annotate(
+                f"{m['space_group_symbol']} ({m['space_group_number']}), "
+                f"{m['energy_per_atom']:.4f} eV/atom{match}",
+                (d, y),
+                textcoords="offset points",
+                xytext=(4, -4),
+                fontsize=10,
+            )
         ax.set_yticks(ys, [f"#{m['rank']}" for m in minima])
         ax.set_xlabel("oracle energy above the lowest minimum (meV/atom)")
         ax.set_xlim(0, max(max(de) * 1.6, 10))
@@ -202,5 +291,9 @@ def plot_run(run: RunView, directory: str | Path) -> list[Path]:
     """Write the run's four PNGs into ``directory``; returns their paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    return [plot_energy(run, out / "energy.png"), plot_cycles(run, out / "cycles.png"),
-            plot_statuses(run, out / "statuses.png"), plot_minima(run, out / "minima.png")]
+    return [
+        plot_energy(run, out / "energy.png"),
+        plot_cycles(run, out / "cycles.png"),
+        plot_statuses(run, out / "statuses.png"),
+        plot_minima(run, out / "minima.png"),
+    ]

@@ -28,7 +28,7 @@ class StoredOutput(MSONModel):
         return StoredOutput(uuid=self.uuid, path=[*self.path, item])
 
     def attr(self, name: str) -> StoredOutput:
-        """Reference to an attribute of the output."""
+        """Return a reference to an attribute of the output."""
         return self[name]
 
     def resolve(self, store: Any = None) -> Any:
@@ -42,7 +42,9 @@ class StoredOutput(MSONModel):
 
         data = MontyDecoder().process_decoded(store.get_output(self.uuid, which="last", load=True))
         for key in self.path:
-            data = data[key] if isinstance(key, int) or isinstance(data, dict) else getattr(data, key)
+            data = (
+                data[key] if isinstance(key, int) or isinstance(data, dict) else getattr(data, key)
+            )
         return data
 
 

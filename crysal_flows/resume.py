@@ -82,7 +82,7 @@ class RunRecord:
 
 @contextmanager
 def _runs(path: str | Path) -> Iterator:
-    """The store's ``runs`` collection, connected."""
+    """Yield the store's ``runs`` collection, connected."""
     runs = local_collection(path, "runs", key="run_id")
     runs.connect()
     try:
@@ -91,13 +91,25 @@ def _runs(path: str | Path) -> Iterator:
         runs.close()
 
 
-def record_run(path: str | Path, config: SearchConfig, run_id: str, started: float,
-               status: str = "running") -> None:
+def record_run(
+    path: str | Path, config: SearchConfig, run_id: str, started: float, status: str = "running"
+) -> None:
     """Record a run (new, or going on under another ``max_cycles``)."""
     with _runs(path) as runs:
-        runs.update([{"run_id": run_id, "name": config.name, "search_hash": search_hash(config),
-                      "max_cycles": config.analysis.max_cycles, "started": started,
-                      "status": status, "updated": time.time(), "version": __version__}])
+        runs.update(
+            [
+                {
+                    "run_id": run_id,
+                    "name": config.name,
+                    "search_hash": search_hash(config),
+                    "max_cycles": config.analysis.max_cycles,
+                    "started": started,
+                    "status": status,
+                    "updated": time.time(),
+                    "version": __version__,
+                }
+            ]
+        )
 
 
 def mark(path: str | Path, run_id: str, status: str) -> None:
@@ -110,7 +122,7 @@ def mark(path: str | Path, run_id: str, status: str) -> None:
 
 
 def find_resumable(path: str | Path, config: SearchConfig) -> RunRecord | None:
-    """The run of this search that ``crysal run`` goes on with, if any.
+    """Return the run of this search that ``crysal run`` goes on with, if any.
 
     The latest unfinished run of this search (under any ``max_cycles``); else the latest finished
     one with another ``max_cycles`` (``resume_flow`` tells whether it can be continued).
@@ -118,13 +130,15 @@ def find_resumable(path: str | Path, config: SearchConfig) -> RunRecord | None:
     with _runs(path) as runs:
         docs = list(runs.query({"search_hash": search_hash(config)}, sort={"started": -1}))
     own = config.analysis.max_cycles
-    docs = ([d for d in docs if d["status"] == "running"]
-            + [d for d in docs if d["status"] != "running" and d["max_cycles"] != own])
+    docs = [d for d in docs if d["status"] == "running"] + [
+        d for d in docs if d["status"] != "running" and d["max_cycles"] != own
+    ]
     if not docs:
         return None
     d = docs[0]
-    return RunRecord(d["run_id"], d["name"], d["search_hash"], d["started"], d["status"],
-                     d["max_cycles"])
+    return RunRecord(
+        d["run_id"], d["name"], d["search_hash"], d["started"], d["status"], d["max_cycles"]
+    )
 
 
 def legacy_runs(path: str | Path, name: str) -> list[str]:
@@ -134,9 +148,10 @@ def legacy_runs(path: str | Path, name: str) -> list[str]:
     return [d["run_id"] for d in docs]
 
 
-def resume_flow(store: JobStore, cycle_maker: Any, record: RunRecord,
-                finished: bool = False) -> tuple[Flow, str] | None:
-    """The remaining flow of the run of ``record`` and a sentence saying where it resumes.
+def resume_flow(
+    store: JobStore, cycle_maker: Any, record: RunRecord, finished: bool = False
+) -> tuple[Flow, str] | None:
+    """Return the remaining flow of the run of ``record`` and a sentence saying where it resumes.
 
     ``cycle_maker`` must carry the run's configuration, whose ``max_cycles`` decides whether the
     last finished cycle is followed by another or by validation. A ``finished`` run gets only
@@ -148,9 +163,11 @@ def resume_flow(store: JobStore, cycle_maker: Any, record: RunRecord,
     cfg = cycle_maker.config
     run_id = record.run_id
     store.connect()
-    summaries = [d["output"] for d in step_outputs(store, run_id, Step.ANALYSE,
-                                                   properties=["output"])
-                 if d["output"].get("resume")]
+    summaries = [
+        d["output"]
+        for d in step_outputs(store, run_id, Step.ANALYSE, properties=["output"])
+        if d["output"].get("resume")
+    ]
     pools = step_outputs(store, run_id, Step.POOL, properties=["uuid"])
     if summaries:
         last = max(summaries, key=lambda s: s["cycle"])
@@ -159,17 +176,20 @@ def resume_flow(store: JobStore, cycle_maker: Any, record: RunRecord,
         if finished and stop:
             return None
         flow = cycle_maker.follow_up(resume, stop)
-        where = ("validation" if stop else f"cycle {resume.next_state.cycle}") + \
-            f" (after cycle {last['cycle']}, {last['oracle_single_points']} labels so far)"
+        where = (
+            "validation" if stop else f"cycle {resume.next_state.cycle}"
+        ) + f" (after cycle {last['cycle']}, {last['oracle_single_points']} labels so far)"
     elif finished:
         return None
     elif pools:
-        flow = cycle_maker.make(StoredOutput(uuid=pools[0]["uuid"]),
-                                state=initial_state(cfg, run_id, record.started))
+        flow = cycle_maker.make(
+            StoredOutput(uuid=pools[0]["uuid"]), state=initial_state(cfg, run_id, record.started)
+        )
         where = "cycle 0 (the pool was generated)"
     else:  # tagged with the run id already
         flow = CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker).make(
-            run_id=run_id, started=record.started)
+            run_id=run_id, started=record.started
+        )
         return flow, "the start (nothing was stored)"
     tag_run(flow, run_id)
     return flow, where

@@ -45,6 +45,8 @@ def route(jobs: Job | Flow | Iterable, kind: JobKind, workers: WorkersConfig | N
     for j in _jobs(jobs):
         j.config.manager_config = {"_category": category}
         j.config.pass_manager_config = False
-        if not any(u.get("function_filter") is not None and u.get("config") == helper
-                   for u in j.config_updates):
+        if not any(
+            u.get("function_filter") is not None and u.get("config") == helper
+            for u in j.config_updates
+        ):
             j.update_config(helper, function_filter=store_inputs, dynamic=True)

@@ -78,7 +78,7 @@ def find_runs(store: JobStore) -> list[str]:
 
 
 def load_run(store: JobStore, run: str | None = None) -> RunView:
-    """The run named ``run`` (its name or id; default: the newest) from a connected store.
+    """Return the run named ``run`` (its name or id; default: the newest) from a connected store.
 
     Raises
     ------
@@ -108,31 +108,62 @@ def load_run(store: JobStore, run: str | None = None) -> RunView:
 
 def _view(store: JobStore, run_id: str, summaries: list[dict] | None) -> RunView:
     if summaries is None:
-        summaries = [d["output"] for d in step_outputs(store, run_id, Step.ANALYSE,
-                                                       properties=["output"])]
+        summaries = [
+            d["output"] for d in step_outputs(store, run_id, Step.ANALYSE, properties=["output"])
+        ]
     summaries = sorted(summaries, key=lambda s: s["cycle"])
-    pool = step_outputs(store, run_id, Step.POOL, properties=["output.composition",
-                                                               "output.n_atoms", "completed_at"])
+    pool = step_outputs(
+        store,
+        run_id,
+        Step.POOL,
+        properties=["output.composition", "output.n_atoms", "completed_at"],
+    )
     composition = pool[0]["output"].get("composition") if pool else None
     n_atoms = pool[0]["output"].get("n_atoms") if pool else None
-    label_docs = step_outputs(store, run_id, Step.ORACLE_SINGLE_POINT, properties=[
-        "output.cycle", "output.success", "output.energy", "output.reason", "output.reused",
-        "completed_at"])
+    label_docs = step_outputs(
+        store,
+        run_id,
+        Step.ORACLE_SINGLE_POINT,
+        properties=[
+            "output.cycle",
+            "output.success",
+            "output.energy",
+            "output.reason",
+            "output.reused",
+            "completed_at",
+        ],
+    )
     labels = []
     for d in label_docs:
         o = d["output"]
         energy = o.get("energy")
-        labels.append({"cycle": o.get("cycle"), "success": bool(o.get("success")),
-                       "reason": o.get("reason"), "reused": bool(o.get("reused")),
-                       "energy_per_atom": None if energy is None or not n_atoms
-                       else energy / n_atoms})
+        labels.append(
+            {
+                "cycle": o.get("cycle"),
+                "success": bool(o.get("success")),
+                "reason": o.get("reason"),
+                "reused": bool(o.get("reused")),
+                "energy_per_atom": None if energy is None or not n_atoms else energy / n_atoms,
+            }
+        )
     reports = [d["output"] for d in step_outputs(store, run_id, Step.REPORT, load=True)]
     newest = [t for t in (_when(d) for d in (*pool, *label_docs)) if t is not None]
-    view = RunView(run_id=run_id, name=summaries[-1]["name"] if summaries else None,
-                   composition=composition, n_atoms=n_atoms, summaries=summaries, labels=labels,
-                   report=reports[-1] if reports else None)
-    stamps = [t for t in (_when(d) for d in step_outputs(
-        store, run_id, Step.ANALYSE, properties=["completed_at"])) if t is not None]
+    view = RunView(
+        run_id=run_id,
+        name=summaries[-1]["name"] if summaries else None,
+        composition=composition,
+        n_atoms=n_atoms,
+        summaries=summaries,
+        labels=labels,
+        report=reports[-1] if reports else None,
+    )
+    stamps = [
+        t
+        for t in (
+            _when(d) for d in step_outputs(store, run_id, Step.ANALYSE, properties=["completed_at"])
+        )
+        if t is not None
+    ]
     view.last_update = max([*newest, *stamps], default=None)
     if view.report is None:
         view.progress = _progress(store, run_id, summaries)
@@ -140,26 +171,43 @@ def _view(store: JobStore, run_id: str, summaries: list[dict] | None) -> RunView
 
 
 def _progress(store: JobStore, run_id: str, summaries: list[dict]) -> CycleProgress:
-    """Counts of the finished jobs of the cycle after the last analysed one."""
+    """Count the finished jobs of the cycle after the last analysed one."""
     last = summaries[-1] if summaries else None
     if last is not None and last.get("stop"):
         done = step_outputs(store, run_id, Step.ORACLE_RELAX, properties=["uuid"])
-        return CycleProgress(cycle=last["cycle"], labels_done=0, labels_total=None,
-                             members_done=0, members_total=None, shards_done=0,
-                             shards_total=None, validating=True, relaxations_done=len(done))
+        return CycleProgress(
+            cycle=last["cycle"],
+            labels_done=0,
+            labels_total=None,
+            members_done=0,
+            members_total=None,
+            shards_done=0,
+            shards_total=None,
+            validating=True,
+            relaxations_done=len(done),
+        )
     c = 0 if last is None else last["cycle"] + 1
 
     def count(step: str) -> list[dict]:
-        return [d for d in step_outputs(store, run_id, step, properties=["metadata", "output"])
-                if (d.get("metadata") or {}).get("crysal_cycle") == c]
+        return [
+            d
+            for d in step_outputs(store, run_id, step, properties=["metadata", "output"])
+            if (d.get("metadata") or {}).get("crysal_cycle") == c
+        ]
 
     select = count(Step.SELECT)
     labels_total = len(select[0]["output"].get("structures", [])) if select else None
     shards = count(Step.RELAX_SHARD)
-    previous = [d for d in step_outputs(store, run_id, Step.GATHER_ENSEMBLE,
-                                        properties=["output.n_requested", "metadata"])]
+    previous = [
+        d
+        for d in step_outputs(
+            store, run_id, Step.GATHER_ENSEMBLE, properties=["output.n_requested", "metadata"]
+        )
+    ]
     return CycleProgress(
-        cycle=c, labels_done=len(count(Step.ORACLE_SINGLE_POINT)), labels_total=labels_total,
+        cycle=c,
+        labels_done=len(count(Step.ORACLE_SINGLE_POINT)),
+        labels_total=labels_total,
         members_done=len(count(Step.TRAIN_MEMBER)),
         members_total=previous[-1]["output"]["n_requested"] if previous else None,
         shards_done=len(shards),

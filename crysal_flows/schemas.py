@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
@@ -12,7 +12,7 @@ from crysal_flows.mson import MSONModel
 __all__ = ["Candidate", "CandidateStatus", "SearchState"]
 
 
-class CandidateStatus(str, Enum):
+class CandidateStatus(StrEnum):
     """Where the last ML relaxation of a candidate stopped."""
 
     NEW = "new"
@@ -34,8 +34,9 @@ class Candidate(BaseModel):
         ..., description="Current structure: the lowest-energy frame of the last ML relaxation."
     )
     final_structure: Structure | None = Field(
-        None, description="Frame where the last relaxation stopped (for uncertain stops: where the "
-        "ensemble disagreed, a good label)."
+        None,
+        description="Frame where the last relaxation stopped (for uncertain stops: where the "
+        "ensemble disagreed, a good label).",
     )
     energy_per_atom: float | None = Field(
         None, description="Ensemble-mean energy per atom of the current structure, eV/atom."
@@ -44,11 +45,14 @@ class Candidate(BaseModel):
         None, description="Ensemble standard deviation of the energy per atom, eV/atom."
     )
     sigma_force: float | None = Field(
-        None, description="Largest ensemble standard deviation of a generalised force component "
-        "(atoms, and the cell's virial per atom) at the last frame, eV/A."
+        None,
+        description="Largest ensemble standard deviation of a generalised force component "
+        "(atoms, and the cell's virial per atom) at the last frame, eV/A.",
     )
     max_force: float | None = Field(None, description="Largest generalised force at the end, eV/A.")
-    status: CandidateStatus = Field(CandidateStatus.NEW, description="Where the relaxation stopped.")
+    status: CandidateStatus = Field(
+        CandidateStatus.NEW, description="Where the relaxation stopped."
+    )
     steps: int = Field(0, description="ML relaxation steps in the last cycle.")
     total_steps: int = Field(0, description="ML relaxation steps over all cycles.")
 
@@ -59,14 +63,17 @@ class SearchState(MSONModel):
     run_id: str = Field("", description="Identifier of the search run.")
     started: float | None = Field(None, description="When the run started (Unix time).")
     init_models: list[tuple[str, str]] = Field(
-        default_factory=list, description="Model files that cycle 0's members start from "
-        "(training.init_models), each with its SHA-256, pinned when the search was built.")
+        default_factory=list,
+        description="Model files that cycle 0's members start from "
+        "(training.init_models), each with its SHA-256, pinned when the search was built.",
+    )
     cycle: int = Field(0, ge=0, description="Index of the cycle about to run.")
     n_labels: int = Field(0, description="Oracle single points so far (failed ones included).")
     n_failed_labels: int = Field(0, description="Oracle single points that failed so far.")
     stable_cycles: int = Field(0, description="Consecutive cycles that met the stopping criterion.")
     history: list[list[float]] = Field(
-        default_factory=list, description="Per finished cycle: energies (eV/atom) of the top clusters."
+        default_factory=list,
+        description="Per finished cycle: energies (eV/atom) of the top clusters.",
     )
     summaries: list[str] = Field(
         default_factory=list, description="UUIDs of the finished cycles' summary jobs, in order."

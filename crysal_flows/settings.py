@@ -28,17 +28,31 @@ class WorkersConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ml: str = Field("gpu", min_length=1, description="Ensemble training, ML relaxation shards and "
-                    "selection (which evaluates the ensemble): the GPU worker.")
-    oracle: str = Field("cpu", min_length=1, description="Oracle single points and validation "
-                        "relaxations (DFT): the CPU worker.")
-    driver: str = Field("cpu", min_length=1, description="Light bookkeeping jobs: pool generation, "
-                        "gathering, merging, analysis, fan-out and the report.")
+    ml: str = Field(
+        "gpu",
+        min_length=1,
+        description="Ensemble training, ML relaxation shards and "
+        "selection (which evaluates the ensemble): the GPU worker.",
+    )
+    oracle: str = Field(
+        "cpu",
+        min_length=1,
+        description="Oracle single points and validation relaxations (DFT): the CPU worker.",
+    )
+    driver: str = Field(
+        "cpu",
+        min_length=1,
+        description="Light bookkeeping jobs: pool generation, "
+        "gathering, merging, analysis, fan-out and the report.",
+    )
 
     def as_dict(self) -> dict:
         """Serialise for job inputs (monty's protocol)."""
-        return {"@module": type(self).__module__, "@class": type(self).__name__,
-                **self.model_dump()}
+        return {
+            "@module": type(self).__module__,
+            "@class": type(self).__name__,
+            **self.model_dump(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> WorkersConfig:
@@ -49,25 +63,34 @@ class WorkersConfig(BaseModel):
 class CrysalSettings(BaseSettings):
     """Settings of the machine the jobs run on (or, for ``workers``, where they are submitted)."""
 
-    model_config = SettingsConfigDict(env_prefix="CRYSAL_", env_nested_delimiter="__",
-                                      extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="CRYSAL_", env_nested_delimiter="__", extra="forbid"
+    )
 
     torch_threads: int = Field(
-        1, ge=1, description="Torch threads per process. One is fastest on small CPU nodes that "
-        "run other work beside it."
+        1,
+        ge=1,
+        description="Torch threads per process. One is fastest on small CPU nodes that "
+        "run other work beside it.",
     )
     device: str = Field("cpu", description="Torch device for training and relaxation (cpu, cuda).")
-    store: str = Field("crysal_store", description="Directory of the local on-disk JobStore of "
-                       "'crysal run', 'crysal results' and 'crysal status' (--store overrides it).")
-    cp2k_command: str | None = Field(
-        None, description="The command that runs CP2K, e.g. 'srun cp2k.psmp'. Default: a CP2K "
-        "binary found on PATH, under 'mpirun -np <dft_nproc>' for the MPI builds."
+    store: str = Field(
+        "crysal_store",
+        description="Directory of the local on-disk JobStore of "
+        "'crysal run', 'crysal results' and 'crysal status' (--store overrides it).",
     )
-    vasp_command: str = Field("vasp_std", description="The command that runs VASP, e.g. "
-                              "'srun vasp_std'.")
+    cp2k_command: str | None = Field(
+        None,
+        description="The command that runs CP2K, e.g. 'srun cp2k.psmp'. Default: a CP2K "
+        "binary found on PATH, under 'mpirun -np <dft_nproc>' for the MPI builds.",
+    )
+    vasp_command: str = Field(
+        "vasp_std", description="The command that runs VASP, e.g. 'srun vasp_std'."
+    )
     dft_nproc: int = Field(2, ge=1, description="MPI processes of the default CP2K command.")
-    workers: WorkersConfig = Field(default_factory=WorkersConfig,
-                                   description="FireWorks worker categories of the jobs.")
+    workers: WorkersConfig = Field(
+        default_factory=WorkersConfig, description="FireWorks worker categories of the jobs."
+    )
 
     @classmethod
     def load(cls) -> CrysalSettings:
@@ -81,7 +104,7 @@ class CrysalSettings(BaseSettings):
 
 
 def load_settings() -> CrysalSettings:
-    """The settings as the environment and ~/.crysal.yaml give them now."""
+    """Return the settings as the environment and ~/.crysal.yaml give them now."""
     return CrysalSettings.load()
 
 

@@ -7,7 +7,6 @@ Outputs are found by the metadata every job carries (``crysal_run``, ``crysal_st
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from jobflow import JobStore
@@ -18,7 +17,7 @@ __all__ = ["find_reports", "last_ensemble", "local_collection", "local_store", "
 
 
 def local_store(path: str | Path, create: bool = True) -> JobStore:
-    """An on-disk JobStore (MontyDB/sqlite) with a ``data`` store, in directory ``path``.
+    """Return an on-disk JobStore (MontyDB/sqlite) with a ``data`` store, in directory ``path``.
 
     No server is needed. Documents and the ``data`` store (checkpoints, pools) live in two
     collections of one database under ``path``.
@@ -30,21 +29,33 @@ def local_store(path: str | Path, create: bool = True) -> JobStore:
         if not create:
             raise FileNotFoundError(f"no store at {path} (run a search first, or pass --store)")
         path.mkdir(parents=True)
-    return JobStore(local_collection(path, "outputs"),
-                    additional_stores={"data": local_collection(path, "data")})
+    return JobStore(
+        local_collection(path, "outputs"),
+        additional_stores={"data": local_collection(path, "data")},
+    )
 
 
-def local_collection(path: str | Path, name: str, **kwargs):  # noqa: ANN201
-    """A MontyStore collection of the on-disk database in directory ``path``."""
+def local_collection(path: str | Path, name: str, **kwargs):
+    """Return a MontyStore collection of the on-disk database in directory ``path``."""
     from maggma.stores import MontyStore
 
-    return MontyStore(name, database_path=str(Path(path).expanduser().resolve()),
-                      database_name="crysal", storage="sqlite", **kwargs)
+    return MontyStore(
+        name,
+        database_path=str(Path(path).expanduser().resolve()),
+        database_name="crysal",
+        storage="sqlite",
+        **kwargs,
+    )
 
 
-def step_outputs(store: JobStore, run_id: str | None, step: str, load: bool = False,
-                 properties: list[str] | None = None) -> list[dict[str, Any]]:
-    """The job documents of ``step`` (of run ``run_id``, or of every run), oldest first."""
+def step_outputs(
+    store: JobStore,
+    run_id: str | None,
+    step: str,
+    load: bool = False,
+    properties: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Return the job documents of ``step`` (of run ``run_id``, or of every run), oldest first."""
     query: dict[str, Any] = {"metadata.crysal_step": step}
     if run_id is not None:
         query["metadata.crysal_run"] = run_id
@@ -57,7 +68,7 @@ def find_reports(store: JobStore) -> list[dict[str, Any]]:
 
 
 def last_ensemble(store: JobStore, run_id: str) -> Any:
-    """The last cycle's ``EnsembleDocument`` of run ``run_id`` in a connected store, or None."""
+    """Return the last cycle's ``EnsembleDocument`` of run ``run_id``, or None."""
     from crysal_flows.training.schemas import EnsembleDocument
 
     docs = step_outputs(store, run_id, Step.GATHER_ENSEMBLE, load=True)

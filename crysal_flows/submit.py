@@ -17,7 +17,7 @@ class SubmitError(RuntimeError):
 
 
 def build_workflow(config: SearchConfig, workers: WorkersConfig | None = None) -> tuple[Any, str]:
-    """The FireWorks workflow of a search, and its run id.
+    """Return the FireWorks workflow of a search, and its run id.
 
     Every Firework carries ``_category`` from ``workers`` (default: the machine settings'); the
     jobs write to the JobStore of the worker's jobflow configuration (``JOBFLOW_CONFIG_FILE``).
@@ -28,16 +28,27 @@ def build_workflow(config: SearchConfig, workers: WorkersConfig | None = None) -
 
     cycle_maker = CycleMaker(config=config, **({"workers": workers} if workers else {}))
     run_id = new_run_id()
-    flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make(run_id=run_id,
-                                                                          started=time.time())
+    flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make(
+        run_id=run_id, started=time.time()
+    )
     wf = flow_to_workflow(flow)
-    wf.metadata.update({"run_id": run_id, "name": config.name,
-                        "composition": config.composition, "crysal_flows": True})
+    wf.metadata.update(
+        {
+            "run_id": run_id,
+            "name": config.name,
+            "composition": config.composition,
+            "crysal_flows": True,
+        }
+    )
     return wf, run_id
 
 
-def submit(config: SearchConfig, launchpad: str | Path | None = None,
-           output: str | Path | None = None, workers: WorkersConfig | None = None) -> str:
+def submit(
+    config: SearchConfig,
+    launchpad: str | Path | None = None,
+    output: str | Path | None = None,
+    workers: WorkersConfig | None = None,
+) -> str:
     """Add a search to a LaunchPad, or write its workflow to ``output`` for ``lpad add``.
 
     Parameters
@@ -60,8 +71,10 @@ def submit(config: SearchConfig, launchpad: str | Path | None = None,
     wf, run_id = build_workflow(config, workers)
     if output is not None:
         wf.to_file(str(output))
-        return (f"wrote workflow of search {config.name} (run {run_id}, {len(wf.fws)} initial "
-                f"jobs) to {output}; add it with: lpad add {output}")
+        return (
+            f"wrote workflow of search {config.name} (run {run_id}, {len(wf.fws)} initial "
+            f"jobs) to {output}; add it with: lpad add {output}"
+        )
     from fireworks import LaunchPad
 
     if launchpad is not None:
@@ -74,8 +87,11 @@ def submit(config: SearchConfig, launchpad: str | Path | None = None,
         ids = lpad.add_wf(wf)
     except ValueError as exc:
         if "Could not get next FW id" in str(exc):
-            raise SubmitError("the LaunchPad database is not initialised: run 'lpad reset' once "
-                               "on a new database") from None
+            raise SubmitError(
+                "the LaunchPad database is not initialised: run 'lpad reset' once on a new database"
+            ) from None
         raise
-    return (f"added search {config.name} (run {run_id}) to the LaunchPad: {len(ids)} initial "
-            f"jobs, fw_ids {min(ids.values())}-{max(ids.values())}")
+    return (
+        f"added search {config.name} (run {run_id}) to the LaunchPad: {len(ids)} initial "
+        f"jobs, fw_ids {min(ids.values())}-{max(ids.values())}"
+    )

@@ -40,8 +40,10 @@ def parse_composition(formula: str) -> dict[str, int]:
         if not isinstance(el, Element) or symbol not in atomic_numbers or el.Z > 94:
             raise ValueError(f"unknown or unsupported element {symbol!r} in {formula!r}")
         if amount <= 0 or abs(amount - round(amount)) > 1e-8:
-            raise ValueError(f"amount of {symbol} in {formula!r} must be a positive integer, got {amount}")
-        counts[symbol] = int(round(amount))
+            raise ValueError(
+                f"amount of {symbol} in {formula!r} must be a positive integer, got {amount}"
+            )
+        counts[symbol] = round(amount)
     if not counts:
         raise ValueError(f"composition {formula!r} has no atoms")
     if sum(counts.values()) > MAX_ATOMS:
@@ -50,9 +52,13 @@ def parse_composition(formula: str) -> dict[str, int]:
 
 
 def sphere_volume(counts: dict[str, int]) -> float:
-    """Summed volume (A^3) of covalent-radius spheres of the atoms in ``counts``."""
-    return float(sum(n * 4.0 / 3.0 * np.pi * covalent_radii[atomic_numbers[el]] ** 3
-                     for el, n in counts.items()))
+    """Return the summed volume (A^3) of covalent-radius spheres of ``counts``."""
+    return float(
+        sum(
+            n * 4.0 / 3.0 * np.pi * covalent_radii[atomic_numbers[el]] ** 3
+            for el, n in counts.items()
+        )
+    )
 
 
 def reference_volume(counts: dict[str, int]) -> float:
@@ -84,12 +90,14 @@ def atoms_to_structure(atoms: Atoms) -> Structure:
     )
 
 
-def fingerprint(atoms: Atoms, r_max: float = 6.0, n_bins: int = 60, width: float = 0.15) -> np.ndarray:
+def fingerprint(
+    atoms: Atoms, r_max: float = 6.0, n_bins: int = 60, width: float = 0.15
+) -> np.ndarray:
     """Return a model-independent structure fingerprint: smeared partial pair distributions.
 
     Distances are measured in units of the cube root of the volume per atom, so the fingerprint does
-    not change under uniform scaling. Each element pair contributes one Gaussian-smeared histogram of
-    neighbour distances per atom; the concatenation is normalised to unit length. It is stable
+    not change under uniform scaling. Each element pair contributes one Gaussian-smeared histogram
+    of neighbour distances per atom; the concatenation is normalised to unit length. It is stable
     across cycles, unlike descriptors taken from a model that is retrained every cycle.
     """
     from matscipy.neighbours import neighbour_list
@@ -106,7 +114,9 @@ def fingerprint(atoms: Atoms, r_max: float = 6.0, n_bins: int = 60, width: float
     blocks = []
     for a_idx, za in enumerate(species):
         for zb in species[a_idx:]:
-            mask = ((numbers[i] == za) & (numbers[j] == zb)) | ((numbers[i] == zb) & (numbers[j] == za))
+            mask = ((numbers[i] == za) & (numbers[j] == zb)) | (
+                (numbers[i] == zb) & (numbers[j] == za)
+            )
             dd = d[mask]
             hist = np.exp(-((grid[None, :] - dd[:, None]) ** 2) / (2 * (width / 2.7) ** 2)).sum(0)
             blocks.append(hist / max(n, 1))

@@ -22,7 +22,7 @@ descriptions by `docs/make_configuration.py`.
 """
 
 
-def _default(field) -> str:  # noqa: ANN001
+def _default(field) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "required"
     value = field.default_factory() if field.default_factory is not None else field.default
@@ -42,7 +42,7 @@ def _table(model: type[BaseModel], sections: list[tuple[str, type[BaseModel]]]) 
 
 
 def render() -> str:
-    """The whole of docs/configuration.md."""
+    """Return the whole of docs/configuration.md."""
     sections: list[tuple[str, type[BaseModel]]] = []
     out = [HEADER, "## Top level", "", *_table(SearchConfig, sections), ""]
     sections.append(("`references` items", ReferenceStructure))
@@ -55,11 +55,14 @@ def render() -> str:
     for name, field in CrysalSettings.model_fields.items():
         if name == "workers":
             for kind, sub in WorkersConfig.model_fields.items():
-                out.append(f"| `workers.{kind}` | `CRYSAL_WORKERS__{kind.upper()}` | "
-                           f"{_default(sub)} | {sub.description} |")
+                out.append(
+                    f"| `workers.{kind}` | `CRYSAL_WORKERS__{kind.upper()}` | "
+                    f"{_default(sub)} | {sub.description} |"
+                )
             continue
-        out.append(f"| `{name}` | `CRYSAL_{name.upper()}` | {_default(field)} | "
-                   f"{field.description} |")
+        out.append(
+            f"| `{name}` | `CRYSAL_{name.upper()}` | {_default(field)} | {field.description} |"
+        )
     return "\n".join(out) + "\n"
 
 

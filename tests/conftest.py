@@ -45,9 +45,15 @@ def si_frames():
     pool = generate_pool("Si8", PoolConfig(size=24, min_distance_factor=0.8), seed=5)
     labels = [single_point(c.structure, OracleConfig(), cycle=0) for c in pool.candidates]
     ok = [lab for lab in labels if lab.success]
-    ts = TrainingSetDocument(cycle=0, oracle=ok[0].oracle, labels=ok, n_new=len(labels),
-                             n_new_failed=len(labels) - len(ok), n_attempted_total=len(labels),
-                             n_failed_total=len(labels) - len(ok))
+    ts = TrainingSetDocument(
+        cycle=0,
+        oracle=ok[0].oracle,
+        labels=ok,
+        n_new=len(labels),
+        n_new_failed=len(labels) - len(ok),
+        n_attempted_total=len(labels),
+        n_failed_total=len(labels) - len(ok),
+    )
     return pool, labels_to_frames(ts)
 
 

@@ -29,11 +29,12 @@ class FailingTrainMaker(TrainMemberMaker):
     fail_member: int = 0
 
     @crysal_job(data="checkpoint", schema=MemberDocument)
-    def make(self, training_set, cycle, member, seed, previous=None, init_model=None):  # noqa: ANN001, ANN201, D102
+    def make(self, training_set, cycle, member, seed, previous=None, init_model=None):
         if member == self.fail_member:
             raise InjectedFault(f"member {member + 1} of cycle {cycle} ran out of memory")
-        return TrainMemberMaker.make.original(self, training_set, cycle, member, seed,
-                                              previous=previous, init_model=init_model)
+        return TrainMemberMaker.make.original(
+            self, training_set, cycle, member, seed, previous=previous, init_model=init_model
+        )
 
 
 @dataclass
@@ -44,7 +45,7 @@ class FailingRelaxMaker(RelaxShardMaker):
     fail_cycles: list[int] = field(default_factory=lambda: [0])
 
     @crysal_job(data="candidates", schema=ShardDocument)
-    def make(self, pool, ensemble, cycle, shard, n_shards):  # noqa: ANN001, ANN201, D102
+    def make(self, pool, ensemble, cycle, shard, n_shards):
         if shard == self.fail_shard and cycle in self.fail_cycles:
             raise InjectedFault(f"shard {shard + 1} of cycle {cycle} lost its node")
         return RelaxShardMaker.make.original(self, pool, ensemble, cycle, shard, n_shards)
@@ -57,9 +58,16 @@ class FailingValidationMaker(OracleRelaxMaker):
     fail_rank: int = 1
 
     @crysal_job(schema=OracleRelaxDocument)
-    def make(self, structure: Structure, source_index=None, cluster_rank=None,  # noqa: ANN001, D102
-             predicted_energy_per_atom=None, reference=None) -> OracleRelaxDocument:  # noqa: ANN001
+    def make(
+        self,
+        structure: Structure,
+        source_index=None,
+        cluster_rank=None,
+        predicted_energy_per_atom=None,
+        reference=None,
+    ) -> OracleRelaxDocument:
         if cluster_rank == self.fail_rank:
             raise InjectedFault(f"validation of cluster {cluster_rank} hit its walltime")
-        return OracleRelaxMaker.make.original(self, structure, source_index, cluster_rank,
-                                              predicted_energy_per_atom, reference)
+        return OracleRelaxMaker.make.original(
+            self, structure, source_index, cluster_rank, predicted_energy_per_atom, reference
+        )

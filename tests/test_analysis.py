@@ -27,8 +27,13 @@ def test_fingerprint_ignores_scale_order_and_supercells_but_not_structure():
 
 
 def _cand(i, atoms, energy, status=CandidateStatus.CONVERGED):
-    return Candidate(index=i, origin="test", structure=atoms_to_structure(atoms),
-                     energy_per_atom=energy, status=status)
+    return Candidate(
+        index=i,
+        origin="test",
+        structure=atoms_to_structure(atoms),
+        energy_per_atom=energy,
+        status=status,
+    )
 
 
 def test_clusters_join_same_structure_and_energy_only():
@@ -64,8 +69,9 @@ def test_clusters_join_same_structure_and_energy_only():
     ],
 )
 def test_stopping_rule(top, previous, mae, reliable, done, converged, stop, start):
-    rule = StoppingRule(AnalysisConfig(energy_tolerance=0.01, max_prediction_error=0.03,
-                                       min_cycles=2, max_cycles=5))
+    rule = StoppingRule(
+        AnalysisConfig(energy_tolerance=0.01, max_prediction_error=0.03, min_cycles=2, max_cycles=5)
+    )
     d = rule.decide(top, previous, mae, reliable, done)
     assert (d.converged, d.stop) == (converged, stop)
     assert d.reason.startswith(start)
@@ -81,15 +87,29 @@ def test_merge_shards_keeps_candidates_of_a_missing_shard(si_frames):
     from crysal_flows.relaxation.schemas import ShardDocument
 
     pool, _ = si_frames
-    relaxed = [c.model_copy(update={"status": CandidateStatus.CONVERGED, "energy_per_atom": -4.0,
-                                    "steps": 5}) for c in pool.candidates[12:]]
-    shard = ShardDocument(cycle=2, shard=1, n_shards=2, candidates=relaxed, seconds=1.0, steps=60,
-                          status_counts={"converged": 12})
+    relaxed = [
+        c.model_copy(
+            update={"status": CandidateStatus.CONVERGED, "energy_per_atom": -4.0, "steps": 5}
+        )
+        for c in pool.candidates[12:]
+    ]
+    shard = ShardDocument(
+        cycle=2,
+        shard=1,
+        n_shards=2,
+        candidates=relaxed,
+        seconds=1.0,
+        steps=60,
+        status_counts={"converged": 12},
+    )
     merged = merge_shards.original([None, shard], pool, 2)
     assert merged.cycle == 2 and [c.index for c in merged.candidates] == list(range(24))
-    assert all(c.status == CandidateStatus.NOT_RELAXED and c.steps == 0
-               and c.structure == pool.candidates[c.index].structure
-               for c in merged.candidates[:12])
+    assert all(
+        c.status == CandidateStatus.NOT_RELAXED
+        and c.steps == 0
+        and c.structure == pool.candidates[c.index].structure
+        for c in merged.candidates[:12]
+    )
     assert all(c.status == CandidateStatus.CONVERGED for c in merged.candidates[12:])
 
 
@@ -98,9 +118,21 @@ def test_gather_ensemble_needs_two_members():
     from crysal_flows.training.schemas import MemberDocument
 
     def member(k):
-        return MemberDocument(cycle=0, member=k, seed=k, warm_started=False, checkpoint="",
-                              sha256="", n_parameters=1, n_train=1, n_validation=0, epochs=1,
-                              seconds=0.0, train_rmse_energy=0.0, train_rmse_forces=0.0)
+        return MemberDocument(
+            cycle=0,
+            member=k,
+            seed=k,
+            warm_started=False,
+            checkpoint="",
+            sha256="",
+            n_parameters=1,
+            n_train=1,
+            n_validation=0,
+            epochs=1,
+            seconds=0.0,
+            train_rmse_energy=0.0,
+            train_rmse_forces=0.0,
+        )
 
     doc = gather_ensemble.original([member(0), None, member(2)], 0)
     assert [m.member for m in doc.members] == [0, 2] and doc.n_requested == 3

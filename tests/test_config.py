@@ -44,7 +44,10 @@ def test_examples_run_here_build_a_workflow_and_are_listed(path):
         ({"pool": {"volume_factor": 0.3, "min_distance_factor": 1.5}}, "cannot be placed"),
         ({"composition": "Si-4"}, "composition"),
         ({"relaxation": {"fmax": -0.1}}, "relaxation.fmax"),
-        ({"relaxation": {"uncertainty_ratio": float("nan")}}, "relaxation.uncertainty_ratio: Input should be a finite number"),
+        (
+            {"relaxation": {"uncertainty_ratio": float("nan")}},
+            "relaxation.uncertainty_ratio: Input should be a finite number",
+        ),
         ({"training": {"n_members": 1}}, "training.n_members"),
         ({"selection": {"n_labels": 0}}, "selection.n_labels"),
         ({"seed": -1}, "seed"),
@@ -78,4 +81,5 @@ def test_configuration_doc_is_current():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (path.parent / "configuration.md").read_text() == module.render(), (
-        "docs/configuration.md is out of date: run python docs/make_configuration.py")
+        "docs/configuration.md is out of date: run python docs/make_configuration.py"
+    )

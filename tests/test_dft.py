@@ -1,7 +1,7 @@
-"""DFT oracles: a real CP2K single point through the oracle job, and VASP: the inputs it writes and the vasprun.xml it parses.
+"""DFT oracles: a real CP2K single point through the oracle job; VASP's inputs and parsed outputs.
 
-CP2K runs for real (Debian's cp2k and cp2k-data, installed by .ci/run; without them these tests fail). The units are checked
-against the code itself: forces against a finite difference of its energies, the stress trace
+CP2K runs for real (Debian's cp2k and cp2k-data, installed by .ci/run; without them these tests
+fail). The units are checked against the code itself: forces against a finite difference of its energies, the stress trace
 against the energy change under a uniform strain.
 """
 
@@ -70,9 +70,12 @@ def test_cp2k_label_lands_in_training_data_in_ase_units(memory_store):
 def test_cp2k_failure_is_a_failed_label_not_a_crash():
     from crysal_flows.labelling.jobs import single_point
 
-    bad = OracleConfig(kind="cp2k", kpoint_density=8, max_errors=0,
-                       input_settings={"cutoff": 200, "basis_and_potential": {
-                           "Si": {"basis": "NO-SUCH-BASIS"}}})
+    bad = OracleConfig(
+        kind="cp2k",
+        kpoint_density=8,
+        max_errors=0,
+        input_settings={"cutoff": 200, "basis_and_potential": {"Si": {"basis": "NO-SUCH-BASIS"}}},
+    )
     label = single_point(atoms_to_structure(_si2()), bad, cycle=0)
     assert not label.success and label.error and label.forces is None
 
@@ -97,8 +100,12 @@ def test_dft_settings_are_validated_and_identify_the_oracle():
     a = oracle_identity(OracleConfig(kind="cp2k"))
     # the identity of the CP2K oracle of examples/si16-cp2k.yaml before the oracles moved into
     # one package: its labels stay the same oracle's
-    assert oracle_identity(OracleConfig(kind="cp2k", kpoint_density=48,
-                                        input_settings={"cutoff": 300})) == "cp2k#9456308e9a"
+    assert (
+        oracle_identity(
+            OracleConfig(kind="cp2k", kpoint_density=48, input_settings={"cutoff": 300})
+        )
+        == "cp2k#9456308e9a"
+    )
     with pytest.raises(ValueError, match="machine setting"):  # the command is not science
         OracleConfig(kind="cp2k", command="srun cp2k.psmp")
     assert a != oracle_identity(OracleConfig(kind="cp2k", input_settings={"cutoff": 400}))
@@ -115,8 +122,9 @@ def test_vasp_inputs_for_random_structures(tmp_path):
 
     s16 = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 1, 1)))
     vasp = get_oracle(OracleConfig(kind="vasp", input_settings={"ENCUT": 600}))
-    write_vasp_input_set(s16, vasp.input_generator(), directory=tmp_path / "static",
-                         potcar_spec=True)
+    write_vasp_input_set(
+        s16, vasp.input_generator(), directory=tmp_path / "static", potcar_spec=True
+    )
     from pymatgen.io.vasp import Incar, Kpoints
 
     incar = Incar.from_file(tmp_path / "static" / "INCAR")
@@ -126,28 +134,39 @@ def test_vasp_inputs_for_random_structures(tmp_path):
     kpts = Kpoints.from_file(tmp_path / "static" / "KPOINTS").kpts[0]
     # a k-point density, not a fixed mesh: the long axis gets fewer points
     assert kpts[0] < kpts[1] == kpts[2]
-    write_vasp_input_set(s16, vasp.input_generator({"IBRION": 2, "ISIF": 3, "NSW": 50}),
-                         directory=tmp_path / "relax", potcar_spec=True)
+    write_vasp_input_set(
+        s16,
+        vasp.input_generator({"IBRION": 2, "ISIF": 3, "NSW": 50}),
+        directory=tmp_path / "relax",
+        potcar_spec=True,
+    )
     relax = Incar.from_file(tmp_path / "relax" / "INCAR")
     assert relax["ISIF"] == 3 and relax["NSW"] == 50 and relax["ENCUT"] == 600
 
 
 def _vasprun(structure, energy, forces, stress_kbar, n_scf, nelm=100) -> str:
     """A vasprun.xml as VASP writes it for a static run (the tags pymatgen reads)."""
+
     def rows(a):
-        return "\n".join(f"   <v> {' '.join(f'{x:16.8f}' for x in r)} </v>" for r in np.atleast_2d(a))
+        return "\n".join(
+            f"   <v> {' '.join(f'{x:16.8f}' for x in r)} </v>" for r in np.atleast_2d(a)
+        )
 
     def struct(name):
-        return (f' <structure name="{name}">\n  <crystal>\n  <varray name="basis">\n'
-                f'{rows(structure.lattice.matrix)}\n  </varray>\n  </crystal>\n'
-                f'  <varray name="positions">\n{rows(structure.frac_coords)}\n  </varray>\n </structure>\n')
+        return (
+            f' <structure name="{name}">\n  <crystal>\n  <varray name="basis">\n'
+            f"{rows(structure.lattice.matrix)}\n  </varray>\n  </crystal>\n"
+            f'  <varray name="positions">\n{rows(structure.frac_coords)}\n  </varray>\n </structure>\n'
+        )
 
     def energies(e):
-        return (f'<energy><i name="e_fr_energy"> {e:.8f} </i><i name="e_wo_entrp"> {e - 0.01:.8f} </i>'
-                f'<i name="e_0_energy"> {e - 0.005:.8f} </i></energy>')
+        return (
+            f'<energy><i name="e_fr_energy"> {e:.8f} </i><i name="e_wo_entrp"> {e - 0.01:.8f} </i>'
+            f'<i name="e_0_energy"> {e - 0.005:.8f} </i></energy>'
+        )
 
     atoms = "".join(f"<rc><c>{s.specie}</c><c>1</c></rc>" for s in structure)
-    scf = "".join(f"<scstep>{energies(energy + 10.0 ** -k)}</scstep>" for k in range(n_scf))
+    scf = "".join(f"<scstep>{energies(energy + 10.0**-k)}</scstep>" for k in range(n_scf))
     return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <modeling>
  <generator><i name="program" type="string">vasp </i><i name="version" type="string">6.4.2 </i></generator>
@@ -161,7 +180,7 @@ def _vasprun(structure, energy, forces, stress_kbar, n_scf, nelm=100) -> str:
  </atominfo>
 {struct("initialpos")} <calculation>
   {scf}
-{struct("").replace(' name=""', '')}  <varray name="forces">
+{struct("").replace(' name=""', "")}  <varray name="forces">
 {rows(forces)}
   </varray>
   <varray name="stress">
@@ -180,29 +199,44 @@ def test_vasp_label_parsed_in_ase_units(monkeypatch, memory_store):
     from crysal_flows.oracles.vasp import VaspOracle
 
     forces = np.array([[0.5, -0.25, 0.125], [-0.5, 0.25, -0.125]])  # eV/A
-    stress_kbar = np.array([[10.0, 1.0, 0.0], [1.0, 20.0, 0.0], [0.0, 0.0, -30.0]])  # + = compressive
+    stress_kbar = np.array(
+        [[10.0, 1.0, 0.0], [1.0, 20.0, 0.0], [0.0, 0.0, -30.0]]
+    )  # + = compressive
     n_scf = {"value": 12}
 
     def fake_vasp(self, structure, generator):
         write_vasp_input_set(structure, generator, potcar_spec=True)
-        Path("vasprun.xml").write_text(_vasprun(structure, -10.84, forces, stress_kbar,
-                                                n_scf["value"], nelm=100))
+        Path("vasprun.xml").write_text(
+            _vasprun(structure, -10.84, forces, stress_kbar, n_scf["value"], nelm=100)
+        )
 
     monkeypatch.setattr(VaspOracle, "_run", fake_vasp)
     vasp = OracleConfig(kind="vasp")
-    jobs = [OracleStaticMaker(oracle=vasp).make(atoms_to_structure(_si2()), cycle=0, reason="random")]
+    jobs = [
+        OracleStaticMaker(oracle=vasp).make(atoms_to_structure(_si2()), cycle=0, reason="random")
+    ]
     n_scf["value"] = 100  # NELM reached: an unconverged SCF is a failed label
     run_locally(jobs[0], store=memory_store, ensure_success=True, log=False)
     n_scf["value"] = 12
-    jobs.append(OracleStaticMaker(oracle=vasp).make(atoms_to_structure(_si2(0.01)), cycle=0,
-                                                    reason="random"))
+    jobs.append(
+        OracleStaticMaker(oracle=vasp).make(
+            atoms_to_structure(_si2(0.01)), cycle=0, reason="random"
+        )
+    )
     gather = gather_labels([j.output for j in jobs], None, cycle=0)
-    run_locally([jobs[1], gather], store=memory_store, ensure_success=True, log=False,
-                allow_external_references=True)
+    run_locally(
+        [jobs[1], gather],
+        store=memory_store,
+        ensure_success=True,
+        log=False,
+        allow_external_references=True,
+    )
     ts = memory_store.query_one({"uuid": gather.uuid}, load=True)["output"]
     assert ts["n_new_failed"] == 1 and "VASP SCF did not converge" in ts["failures"][0]
     (ok,) = ts["labels"]
-    assert ok["success"] and ok["oracle"] == oracle_identity(vasp) and ok["oracle"].startswith("vasp#")
+    assert (
+        ok["success"] and ok["oracle"] == oracle_identity(vasp) and ok["oracle"].startswith("vasp#")
+    )
 
     from ase.units import GPa
 
@@ -228,7 +262,8 @@ def test_cp2k_validation_relaxation_counts_every_force_evaluation():
     evaluations = text.count("ENERGY| Total FORCE_EVAL")
     assert doc.oracle_calls == evaluations >= 2
     assert "CELL_OPT" in text.upper() and doc.structure.lattice.volume != pytest.approx(
-        start.lattice.volume, rel=1e-6)
+        start.lattice.volume, rel=1e-6
+    )
     # lower than where it started (the start's energy is the first evaluation)
     assert doc.energy_per_atom < _energy(_si2(displace=0.15, strain=0.03)) / 2
 

@@ -16,21 +16,29 @@ from crysal_flows.relaxation.jobs import merge_shards, shard_indices
 from crysal_flows.training.jobs import gather_ensemble
 from crysal_flows.validation.jobs import make_report
 
+
 def faulty_search(config: dict):
     """The search of ``config`` with member 1 failing in every cycle, relaxation shard 1 in cycle
     0, and the validation relaxation of the best cluster."""
     cfg = load_config(config)
     cycle_maker = CycleMaker(
-        config=cfg, train_maker=FailingTrainMaker(config=cfg.training),
+        config=cfg,
+        train_maker=FailingTrainMaker(config=cfg.training),
         relax_maker=FailingRelaxMaker(config=cfg.relaxation),
-        validation_maker=FailingValidationMaker(oracle=cfg.oracle, fmax=cfg.validation.fmax,
-                                                max_steps=cfg.validation.max_steps))
+        validation_maker=FailingValidationMaker(
+            oracle=cfg.oracle, fmax=cfg.validation.fmax, max_steps=cfg.validation.max_steps
+        ),
+    )
     return cfg, CrystalSearchMaker(config=cfg, cycle_maker=cycle_maker).make()
 
 
 def test_gather_jobs_tolerate_missing_parents_on_the_job_and_in_fireworks():
-    for j in (gather_ensemble([], 0), merge_shards([], None, 0), collect_labels([]),
-              make_report([], [], [], [], {}, [], None)):
+    for j in (
+        gather_ensemble([], 0),
+        merge_shards([], None, 0),
+        collect_labels([]),
+        make_report([], [], [], [], {}, [], None),
+    ):
         assert j.config.on_missing_references == OnMissing.NONE, j.name
         assert j.config.expose_store
     cfg = load_config(FAULTY)

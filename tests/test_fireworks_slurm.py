@@ -1,19 +1,19 @@
-"""Integration: a search submitted with ``crysal submit`` runs through FireWorks ``qlaunch`` on a real
-single-node SLURM, with the LaunchPad in FireWorks' mongomock mode (no MongoDB server can run here)
-and an on-disk JobStore. The worker files are the shipped ``fw_configs/`` ones, with only the
+"""Integration: a search submitted with ``crysal submit`` runs through FireWorks ``qlaunch`` on a
+real single-node SLURM, with the LaunchPad in FireWorks' mongomock mode (no MongoDB server can run
+here) and an on-disk JobStore. The worker files are the shipped ``fw_configs/`` ones, with only the
 machine-specific lines (paths, queue, GPU request) replaced.
 
-mongomock keeps the whole database in one file that each process reads at start and writes at
-exit, so every FireWorks command here runs strictly one after another: one ``qlaunch``, then its SLURM
-job to the end, then the next.
+mongomock keeps the whole database in one file that each process reads at start and writes at exit,
+so every FireWorks command here runs strictly one after another: one ``qlaunch``, then its SLURM job
+to the end, then the next.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,9 +27,12 @@ from configs import TINY_FW
 ROOT = Path(__file__).resolve().parents[1]
 FW_CONFIGS = ROOT / "fw_configs"
 
+
 def _run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert out.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    )
     return out.stdout + out.stderr
 
 
@@ -40,12 +43,18 @@ def slurm(tmp_path_factory):
         pytest.fail("this integration test starts SLURM daemons and must run as root (as CI does)")
     base = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "SLURM_CI_DIR": str(base)}
-    up = subprocess.run(["bash", str(ROOT / ".ci" / "slurm_up.sh")], env=env, capture_output=True,
-                        text=True, timeout=900)
+    up = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "slurm_up.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert up.returncode == 0, f"SLURM did not start:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
     yield base
-    subprocess.run(["bash", str(ROOT / ".ci" / "slurm_down.sh")], env=env, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        ["bash", str(ROOT / ".ci" / "slurm_down.sh")], env=env, capture_output=True, timeout=120
+    )
 
 
 def _write_configs(work: Path) -> dict:
@@ -53,21 +62,39 @@ def _write_configs(work: Path) -> dict:
     (work / "mongomock.json").write_text("{}")
     (work / "logs").mkdir()
     fw_config = yaml.safe_load((FW_CONFIGS / "FW_config.yaml").read_text())
-    fw_config.update(CONFIG_FILE_DIR=str(work), RAPIDFIRE_SLEEP_SECS=1,
-                     MONGOMOCK_SERVERSTORE_FILE=str(work / "mongomock.json"))
+    fw_config.update(
+        CONFIG_FILE_DIR=str(work),
+        RAPIDFIRE_SLEEP_SECS=1,
+        MONGOMOCK_SERVERSTORE_FILE=str(work / "mongomock.json"),
+    )
     (work / "FW_config.yaml").write_text(yaml.safe_dump(fw_config))
     # the production launchpad file as shipped: mongomock ignores the mongodb:// host
     shutil.copy(FW_CONFIGS / "my_launchpad.yaml", work / "my_launchpad.yaml")
-    store = {"type": "MontyStore", "database_path": str(work / "store"),
-             "database_name": "crysal", "storage": "sqlite"}
-    (work / "jobflow.yaml").write_text(yaml.safe_dump({"JOB_STORE": {
-        "docs_store": {**store, "collection_name": "outputs"},
-        "additional_stores": {"data": {**store, "collection_name": "data"}},
-    }}))
-    env = {**os.environ, "FW_CONFIG_FILE": str(work / "FW_config.yaml"),
-           "JOBFLOW_CONFIG_FILE": str(work / "jobflow.yaml"),
-           "MONGOMOCK_SERVERSTORE_FILE": str(work / "mongomock.json"),
-           "CRYSAL_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    store = {
+        "type": "MontyStore",
+        "database_path": str(work / "store"),
+        "database_name": "crysal",
+        "storage": "sqlite",
+    }
+    (work / "jobflow.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "JOB_STORE": {
+                    "docs_store": {**store, "collection_name": "outputs"},
+                    "additional_stores": {"data": {**store, "collection_name": "data"}},
+                }
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "FW_CONFIG_FILE": str(work / "FW_config.yaml"),
+        "JOBFLOW_CONFIG_FILE": str(work / "jobflow.yaml"),
+        "MONGOMOCK_SERVERSTORE_FILE": str(work / "mongomock.json"),
+        "CRYSAL_TORCH_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     for kind in ("gpu", "cpu"):
         worker = yaml.safe_load((FW_CONFIGS / f"my_fworker_{kind}.yaml").read_text())
         (work / f"my_fworker_{kind}.yaml").write_text(yaml.safe_dump(worker))
@@ -78,7 +105,11 @@ def _write_configs(work: Path) -> dict:
         # run what is ready for this worker now, then end the SLURM job (so that the next process
         # can open the single-process mongomock file)
         qa.update(
-            queue="debug", nodes=1, ntasks=1, walltime="00:30:00", logdir=str(work / "logs"),
+            queue="debug",
+            nodes=1,
+            ntasks=1,
+            walltime="00:30:00",
+            logdir=str(work / "logs"),
             rocket_launch=f"rlaunch -w {work}/my_fworker_{kind}.yaml -l {work}/my_launchpad.yaml "
             "rapidfire --nlaunches 0 --max_loops 1 --sleep 1",
             pre_rocket=f"export FW_CONFIG_FILE={env['FW_CONFIG_FILE']}\n"
@@ -124,8 +155,20 @@ def _qlaunch_until_done(env: dict, work: Path) -> int:
     for _ in range(80):
         progressed = False
         for kind in ("gpu", "cpu"):
-            out = _run(["qlaunch", "-l", "my_launchpad.yaml", "-w", f"my_fworker_{kind}.yaml",
-                        "-q", f"my_qadapter_{kind}.yaml", "singleshot"], env, work)
+            out = _run(
+                [
+                    "qlaunch",
+                    "-l",
+                    "my_launchpad.yaml",
+                    "-w",
+                    f"my_fworker_{kind}.yaml",
+                    "-q",
+                    f"my_qadapter_{kind}.yaml",
+                    "singleshot",
+                ],
+                env,
+                work,
+            )
             if "No jobs exist" in out:
                 continue
             submitted += 1
@@ -160,7 +203,9 @@ def _assert_completed_and_routed(env: dict, work: Path, submitted: int) -> list[
     assert any(n.startswith("oracle relax reference diamond") for n in names)
     # every job ran on a worker of its category: ML jobs on the GPU worker, the rest on the CPU one
     for r in rows:
-        expected = "gpu" if r["name"].startswith(("select", "train member", "relax shard")) else "cpu"
+        expected = (
+            "gpu" if r["name"].startswith(("select", "train member", "relax shard")) else "cpu"
+        )
         assert r["category"] == expected, r
         assert r["worker"] == r["category"], r
     return rows
@@ -168,9 +213,10 @@ def _assert_completed_and_routed(env: dict, work: Path, submitted: int) -> list[
 
 def _report(env: dict, work: Path) -> dict:
     """The one report that ``crysal results --jobstore`` finds in the workers' JobStore."""
-    res = _run([sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env,
-               work)
-    (report,) = json.loads(res[res.index("["):])
+    res = _run(
+        [sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env, work
+    )
+    (report,) = json.loads(res[res.index("[") :])
     return report
 
 
@@ -179,8 +225,11 @@ def test_submitted_file_lpad_add_qlaunch_slurm_until_completed(slurm, tmp_path):
     """The documented path, word for word: crysal submit -o, lpad add, qlaunch on SLURM."""
     work = tmp_path
     env = _slurm_env(slurm, work)
-    out = _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml", "--output",
-                "wf.yaml"], env, work)
+    out = _run(
+        [sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml", "--output", "wf.yaml"],
+        env,
+        work,
+    )
     assert "lpad add wf.yaml" in out
     out = _run(["lpad", "-l", "my_launchpad.yaml", "add", "wf.yaml"], env, work)
     assert "Added a workflow" in out, out
@@ -195,16 +244,27 @@ def test_submitted_file_lpad_add_qlaunch_slurm_until_completed(slurm, tmp_path):
     # the FireWorks web GUI serves this workflow (mongomock: it reads the same file), named by
     # the run first
     port = 5000 + os.getpid() % 1000
-    gui = subprocess.Popen(["lpad", "-l", "my_launchpad.yaml", "webgui", "-s", "--port", str(port)],
-                           env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gui = subprocess.Popen(
+        ["lpad", "-l", "my_launchpad.yaml", "webgui", "-s", "--port", str(port)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import urllib.request
 
         page = index = ""
         for _ in range(60):
             try:
-                index = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/wf/1", timeout=5).read().decode()
+                index = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                )
+                page = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/wf/1", timeout=5)
+                    .read()
+                    .decode()
+                )
                 break
             except OSError:
                 time.sleep(0.5)
@@ -228,17 +288,39 @@ def _browser_dom(url: str, jquery_port: int) -> str:
     """The page as headless Chromium renders it, scripts run, jQuery from ``JQUERY``."""
     chromium = shutil.which("chromium")
     assert chromium and (JQUERY / "jquery.min.js").is_file(), (
-        "apt-get install chromium libjs-jquery (the README's test command does)")
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(jquery_port), "--bind",
-                               "127.0.0.1", "--directory", str(JQUERY)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        "apt-get install chromium libjs-jquery (the README's test command does)"
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(jquery_port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(JQUERY),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1)
         out = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-             f"--host-resolver-rules=MAP code.jquery.com 127.0.0.1:{jquery_port}",
-             "--virtual-time-budget=10000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120)
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--host-resolver-rules=MAP code.jquery.com 127.0.0.1:{jquery_port}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return out.stdout
     finally:
         server.terminate()
@@ -250,8 +332,19 @@ def test_submit_to_launchpad_qlaunch_slurm_until_completed(slurm, tmp_path):
     """``crysal submit -l`` adds the workflow itself; the same run through SLURM."""
     work = tmp_path
     env = _slurm_env(slurm, work)
-    out = _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml",
-                "-l", "my_launchpad.yaml"], env, work)
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            "tiny.yaml",
+            "-l",
+            "my_launchpad.yaml",
+        ],
+        env,
+        work,
+    )
     assert "added search tiny-fw" in out
     submitted = _qlaunch_until_done(env, work)
     _assert_completed_and_routed(env, work, submitted)
@@ -262,16 +355,16 @@ def test_submit_to_launchpad_qlaunch_slurm_until_completed(slurm, tmp_path):
 def test_failed_jobs_fizzle_and_the_search_goes_on_under_fireworks(tmp_path):
     """A member, a shard and a validation relaxation raise: their Fireworks FIZZLE, the jobs that
     gather them run anyway (``_allow_fizzled_parents``) and the search reaches its report."""
-    from faults import __file__ as faults_file
     from configs import FAULTY
+    from faults import __file__ as faults_file
     from test_failures import faulty_search
 
     work = tmp_path
     env = _write_configs(work)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(faults_file).parent),
-                                         env.get("PYTHONPATH", "")])
-    (work / "my_fworker_any.yaml").write_text(yaml.safe_dump({"name": "any", "category": "",
-                                                               "query": "{}"}))
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(faults_file).parent), env.get("PYTHONPATH", "")])
+    (work / "my_fworker_any.yaml").write_text(
+        yaml.safe_dump({"name": "any", "category": "", "query": "{}"})
+    )
     today = datetime.now().strftime("%Y-%m-%d")
     _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
     from jobflow.managers.fireworks import flow_to_workflow
@@ -279,13 +372,33 @@ def test_failed_jobs_fizzle_and_the_search_goes_on_under_fireworks(tmp_path):
     _, flow = faulty_search({**FAULTY, "name": "faulty-fw"})
     flow_to_workflow(flow).to_file(str(work / "faulty.yaml"))
     _run(["lpad", "-l", "my_launchpad.yaml", "add", "faulty.yaml"], env, work)
-    _run(["rlaunch", "-w", "my_fworker_any.yaml", "-l", "my_launchpad.yaml", "rapidfire",
-          "--nlaunches", "0", "--max_loops", "1", "--sleep", "1"], env, work, timeout=1200)
+    _run(
+        [
+            "rlaunch",
+            "-w",
+            "my_fworker_any.yaml",
+            "-l",
+            "my_launchpad.yaml",
+            "rapidfire",
+            "--nlaunches",
+            "0",
+            "--max_loops",
+            "1",
+            "--sleep",
+            "1",
+        ],
+        env,
+        work,
+        timeout=1200,
+    )
     states = {r["name"]: r["state"] for r in _fireworks(env, work)}
     fizzled = sorted(n for n, s in states.items() if s == "FIZZLED")
     assert len(fizzled) == 4 and fizzled[0].startswith("oracle relax 1/"), states
-    assert fizzled[1:] == ["relax shard 1/2 (cycle 0)", "train member 1/3 (cycle 0)",
-                           "train member 1/3 (cycle 1)"], states
+    assert fizzled[1:] == [
+        "relax shard 1/2 (cycle 0)",
+        "train member 1/3 (cycle 0)",
+        "train member 1/3 (cycle 1)",
+    ], states
     assert all(s == "COMPLETED" for n, s in states.items() if n not in fizzled), states
     report = _report(env, work)
     assert report["name"] == "faulty-fw" and report["cycles"] == 2
@@ -293,9 +406,10 @@ def test_failed_jobs_fizzle_and_the_search_goes_on_under_fireworks(tmp_path):
     assert report["minima"]
 
 
-# rlaunch, killed like a SLURM job at its walltime. A MongoDB server keeps every write the rocket made
-# before the kill; mongomock writes its file at process exit only, so the kill handler saves the
-# database first (what MongoDB would hold) and then ends the process without any FireWorks cleanup.
+# rlaunch, killed like a SLURM job at its walltime. A MongoDB server keeps every write the rocket
+# made before the kill; mongomock writes its file at process exit only, so the kill handler saves
+# the database first (what MongoDB would hold) and then ends the process without any FireWorks
+# cleanup.
 KILLABLE_RLAUNCH = """
 import atexit, os, signal, sys
 from fireworks.scripts.rlaunch_run import rlaunch
@@ -316,19 +430,49 @@ def test_lost_run_is_recovered_with_the_documented_lpad_command(tmp_path):
     docs/fireworks.md says) puts it back, and the search completes without duplicated labels."""
     work = tmp_path
     env = _write_configs(work)
-    (work / "my_fworker_any.yaml").write_text(yaml.safe_dump({"name": "any", "category": "", "query": "{}"}))
+    (work / "my_fworker_any.yaml").write_text(
+        yaml.safe_dump({"name": "any", "category": "", "query": "{}"})
+    )
     (work / "killable_rlaunch.py").write_text(KILLABLE_RLAUNCH)
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_FW))
     today = datetime.now().strftime("%Y-%m-%d")
     _run(["lpad", "-l", "my_launchpad.yaml", "reset", "--password", today], env, work)
-    _run([sys.executable, "-m", "crysal_flows.cli", "submit", "tiny.yaml", "-l",
-          "my_launchpad.yaml"], env, work)
-    rapidfire = ["-w", "my_fworker_any.yaml", "-l", "my_launchpad.yaml", "rapidfire", "--nlaunches",
-                 "0", "--max_loops", "1", "--sleep", "1"]
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            "tiny.yaml",
+            "-l",
+            "my_launchpad.yaml",
+        ],
+        env,
+        work,
+    )
+    rapidfire = [
+        "-w",
+        "my_fworker_any.yaml",
+        "-l",
+        "my_launchpad.yaml",
+        "rapidfire",
+        "--nlaunches",
+        "0",
+        "--max_loops",
+        "1",
+        "--sleep",
+        "1",
+    ]
 
     # kill the worker while it trains a member of cycle 0
-    proc = subprocess.Popen([sys.executable, "killable_rlaunch.py", *rapidfire], env=env, cwd=work,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "killable_rlaunch.py", *rapidfire],
+        env=env,
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     t0 = time.time()
     victim = None
     while victim is None:
@@ -347,16 +491,18 @@ def test_lost_run_is_recovered_with_the_documented_lpad_command(tmp_path):
     out = _run(["lpad", "-l", "my_launchpad.yaml", "detect_lostruns", "--time", "1"], env, work)
     lost = next(line for line in out.splitlines() if "lost FWs" in line)
     assert f"[{victim['fw_id']}]" in lost, out
-    _run(["lpad", "-l", "my_launchpad.yaml", "detect_lostruns", "--time", "1", "--rerun"], env,
-         work)
+    _run(
+        ["lpad", "-l", "my_launchpad.yaml", "detect_lostruns", "--time", "1", "--rerun"], env, work
+    )
     assert {r["name"]: r["state"] for r in _fireworks(env, work)}[victim["name"]] == "READY"
 
     _run(["rlaunch", *rapidfire], env, work, timeout=1200)
     rows = _fireworks(env, work)
     assert all(r["state"] == "COMPLETED" for r in rows), rows
-    res = _run([sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env,
-               work)
-    (report,) = json.loads(res[res.index("["):])
+    res = _run(
+        [sys.executable, "-m", "crysal_flows.cli", "results", "--jobstore", "--json"], env, work
+    )
+    (report,) = json.loads(res[res.index("[") :])
     assert report["name"] == "tiny-fw" and report["cycles"] == 2
     # labels: 6 in cycle 0, 3 in cycle 1; each computed once
     assert report["oracle_single_points"] == 9

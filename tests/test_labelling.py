@@ -39,10 +39,12 @@ def test_stillinger_weber_single_point_units():
 
 def test_failures_are_recorded_not_raised_and_never_trained_on():
     ok = single_point(_diamond(), OracleConfig(), cycle=1)
-    boom = single_point(_diamond(), OracleConfig(kind="ase", calculator=f"{__name__}:Exploding"),
-                        cycle=1)
-    nan = single_point(_diamond(), OracleConfig(kind="ase", calculator=f"{__name__}:NaNCalc"),
-                       cycle=1)
+    boom = single_point(
+        _diamond(), OracleConfig(kind="ase", calculator=f"{__name__}:Exploding"), cycle=1
+    )
+    nan = single_point(
+        _diamond(), OracleConfig(kind="ase", calculator=f"{__name__}:NaNCalc"), cycle=1
+    )
     assert not boom.success and "SCF did not converge" in boom.error
     assert not nan.success and "non-finite" in nan.error
     ts = gather_labels.original([ok, boom, nan, None], None, 1)
@@ -61,7 +63,7 @@ def test_labels_of_another_oracle_are_refused():
 
 
 def test_chgnet_labels_every_element_in_ase_units():
-    """CHGNet (the stand-in for DFT of the benchmarks): NaCl, stress sign checked against energies."""
+    """CHGNet (the benchmarks' stand-in for DFT): NaCl, stress sign checked against energies."""
     from ase.build import bulk
 
     def energy(strain):

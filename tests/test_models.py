@@ -18,17 +18,30 @@ def test_graphs_are_the_ones_mace_builds():
     pool = generate_pool("Na4Cl4", PoolConfig(size=6), seed=3)
     atoms = [structure_to_atoms(c.structure) for c in pool.candidates]
     ours = graph_batch(atoms, [11, 17], 5.0)
-    theirs = torch_geometric.Batch.from_data_list([
-        AtomicData.from_config(Configuration(
-            atomic_numbers=a.numbers, positions=a.positions, properties={}, property_weights={},
-            cell=np.asarray(a.cell.array), pbc=(True, True, True)),
-            z_table=AtomicNumberTable([11, 17]), cutoff=5.0) for a in atoms])
+    theirs = torch_geometric.Batch.from_data_list(
+        [
+            AtomicData.from_config(
+                Configuration(
+                    atomic_numbers=a.numbers,
+                    positions=a.positions,
+                    properties={},
+                    property_weights={},
+                    cell=np.asarray(a.cell.array),
+                    pbc=(True, True, True),
+                ),
+                z_table=AtomicNumberTable([11, 17]),
+                cutoff=5.0,
+            )
+            for a in atoms
+        ]
+    )
 
     def edges(ei, shifts):
         return sorted(map(tuple, np.c_[ei.T.numpy(), np.round(shifts.numpy(), 4)].tolist()))
 
-    assert edges(ours["edge_index"], ours["unit_shifts"]) == edges(theirs.edge_index,
-                                                                   theirs.unit_shifts)
+    assert edges(ours["edge_index"], ours["unit_shifts"]) == edges(
+        theirs.edge_index, theirs.unit_shifts
+    )
     for key in ("positions", "node_attrs", "cell", "batch", "ptr"):
         assert torch.allclose(ours[key].double(), getattr(theirs, key).double(), atol=1e-5), key
 

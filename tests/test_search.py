@@ -5,20 +5,22 @@ import subprocess
 import sys
 
 import pytest
-from jobflow import run_locally
-
 from configs import CONVERGING, TINY
+from jobflow import run_locally
 
 from crysal_flows.config import load_config
 from crysal_flows.flows import CrystalSearchMaker
+
 
 @pytest.mark.slow
 def test_tiny_search_converges_and_finds_diamond(memory_store):
     cfg = load_config(CONVERGING)
     flow = CrystalSearchMaker(config=cfg).make()
     run_locally(flow, store=memory_store, ensure_success=True, log=False)
-    summaries = sorted((d["output"] for d in memory_store.query({"metadata.crysal_step": "analyse"})),
-                       key=lambda s: s["cycle"])
+    summaries = sorted(
+        (d["output"] for d in memory_store.query({"metadata.crysal_step": "analyse"})),
+        key=lambda s: s["cycle"],
+    )
     # the flow grew one cycle at a time, each added by the previous cycle's analysis
     assert [s["cycle"] for s in summaries] == list(range(len(summaries)))
     assert all(not s["stop"] for s in summaries[:-1])
@@ -28,8 +30,9 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     assert len(summaries) < cfg.analysis.max_cycles
     assert last["prediction_mae"] <= cfg.analysis.max_prediction_error
     # labels accumulate: 12 in cycle 0, then 6 per cycle
-    assert [s["oracle_single_points"] for s in summaries] == [12 + 6 * i
-                                                             for i in range(len(summaries))]
+    assert [s["oracle_single_points"] for s in summaries] == [
+        12 + 6 * i for i in range(len(summaries))
+    ]
     report = memory_store.query_one({"metadata.crysal_step": "report"}, load=True)["output"]
     assert report["converged"] and report["cycles"] == len(summaries)
     assert report["oracle_cost"] == report["oracle_single_points"] + report["validation_steps"]
@@ -50,13 +53,35 @@ def test_cli_run_and_results_in_new_process(tmp_path):
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 1, "max_cycles": 1}}))
-    run = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
-                          str(tmp_path / "store")],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "run",
+            str(cfg),
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "cycle 0 |" in run.stdout and "oracle cost" in run.stdout
-    res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
-                          str(tmp_path / "store"), "--json"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "results",
+            "--store",
+            str(tmp_path / "store"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     reports = json.loads(res.stdout)
     assert len(reports) == 1 and reports[0]["name"] == "tiny"
@@ -64,32 +89,75 @@ def test_cli_run_and_results_in_new_process(tmp_path):
     assert {"structure", "energy_per_atom", "space_group_symbol"} <= set(m)
     assert m["structure"]["@class"] == "Structure"
     # its ensemble, exported, starts a larger search (checked before anything runs)
-    models = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "models", "--store",
-                             str(tmp_path / "store"), "--run", "tiny", "-o", str(tmp_path / "m")],
-                            capture_output=True, text=True)
+    models = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "models",
+            "--store",
+            str(tmp_path / "store"),
+            "--run",
+            "tiny",
+            "-o",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert models.returncode == 0, models.stderr
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "member_1.pt", "member_2.pt", "models.json"]
+        "member_1.pt",
+        "member_2.pt",
+        "models.json",
+    ]
     big = tmp_path / "si16.yaml"
-    big.write_text(yaml.safe_dump({"name": "si16", "composition": "Si16",
-                                   "training": {"init_models": str(tmp_path / "m")}}))
-    check = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "check", str(big)],
-                           capture_output=True, text=True)
+    big.write_text(
+        yaml.safe_dump(
+            {
+                "name": "si16",
+                "composition": "Si16",
+                "training": {"init_models": str(tmp_path / "m")},
+            }
+        )
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "check", str(big)],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0 and "valid" in check.stdout, check.stderr
-    missing = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "models", "--store",
-                              str(tmp_path / "store"), "--run", "nope", "-o", "x"],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "models",
+            "--store",
+            str(tmp_path / "store"),
+            "--run",
+            "nope",
+            "-o",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "no finished run named 'nope'" in missing.stderr
 
 
 def test_cli_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ncomposition: Si8\npool: {sise: 3}\n")
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(bad)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "run", str(bad)], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "pool.sise: unknown key" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
-                          str(tmp_path / "nowhere")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "results", "--store", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "no store" in out.stderr
 
 
@@ -99,24 +167,42 @@ def test_cli_refuses_before_any_job(tmp_path):
 
     store = tmp_path / "store"
     cfg = tmp_path / "missing.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "oracle": {
-        "kind": "ase", "calculator": "no_such_dft_code.calculator:DFT"}}))
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
-                          str(store)],
-                         capture_output=True, text=True)
+    cfg.write_text(
+        yaml.safe_dump(
+            {**TINY, "oracle": {"kind": "ase", "calculator": "no_such_dft_code.calculator:DFT"}}
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", str(store)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "no_such_dft_code" in out.stderr
     assert not store.exists()
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "submit", str(cfg), "-o",
-                          str(tmp_path / "wf.yaml")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            str(cfg),
+            "-o",
+            str(tmp_path / "wf.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "no_such_dft_code" in out.stderr
     assert not (tmp_path / "wf.yaml").exists()
     # a store path that is a file
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     cfg.write_text(yaml.safe_dump(TINY))
-    out = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
-                          str(blocker)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", str(blocker)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "not a directory" in out.stderr
 
 
@@ -146,8 +232,11 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resuming run" in run.stdout and "from cycle 1" in run.stdout
-    res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
-                          str(store), "--json"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "results", "--store", str(store), "--json"],
+        capture_output=True,
+        text=True,
+    )
     reports = json.loads(res.stdout)
     assert len(reports) == 1 and reports[0]["cycles"] == 3
     # 8 labels in cycle 0, 4 in each later cycle: none lost, none computed twice
@@ -155,8 +244,10 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
 
     js = local_store(store, create=False)
     js.connect()
-    last = max(js.query({"metadata.crysal_step": "gather_labels"}, load=True),
-               key=lambda d: d["output"]["cycle"])["output"]
+    last = max(
+        js.query({"metadata.crysal_step": "gather_labels"}, load=True),
+        key=lambda d: d["output"]["cycle"],
+    )["output"]
     keys = [lab["key"] for lab in last["labels"]]
     assert len(keys) == len(set(keys)), "a label is in the training set twice"
     reused = [lab for lab in last["labels"] if lab["reused"]]
@@ -164,8 +255,15 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
     assert reused and all(lab["cycle"] == 1 for lab in reused)
     n_cycle1 = sum(lab["cycle"] == 1 for lab in last["labels"])
     assert len(reused) == n_cycle1
-    singles = list(js.query({"metadata.crysal_step": "oracle_single_point",
-                             "metadata.crysal_cycle": 1, "output.reused": False}))
+    singles = list(
+        js.query(
+            {
+                "metadata.crysal_step": "oracle_single_point",
+                "metadata.crysal_cycle": 1,
+                "output.reused": False,
+            }
+        )
+    )
     assert len(singles) == 4  # each of cycle 1's oracle calls ran once, before the kill
 
 
@@ -184,9 +282,12 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
 
     def run(max_cycles: int) -> str:
         cfg.write_text(yaml.safe_dump({**TINY, "analysis": {**never, "max_cycles": max_cycles}}))
-        res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store",
-                              str(store)],
-                             capture_output=True, text=True, timeout=900)
+        res = subprocess.run(
+            [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", str(store)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         return res.stdout
 
@@ -201,18 +302,28 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
     second = run(2)
     assert f"continuing finished run {record.run_id}" in second, second[:2000]
     assert "max_cycles 1 -> 2 from cycle 1 (after cycle 0, 8 labels so far)" in second
-    res = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "results", "--store",
-                          str(store), "--json"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "results", "--store", str(store), "--json"],
+        capture_output=True,
+        text=True,
+    )
     reports = json.loads(res.stdout)
     # the first report stays; the second is the same run, one cycle and 4 labels further
     assert [(r["run_id"], r["cycles"], r["oracle_single_points"]) for r in reports] == [
-        (record.run_id, 1, 8), (record.run_id, 2, 12)]
+        (record.run_id, 1, 8),
+        (record.run_id, 2, 12),
+    ]
     js = local_store(store, create=False)
     js.connect()
-    fresh = list(js.query({"metadata.crysal_step": "oracle_single_point",
-                           "output.reused": False}, properties=["output.cycle"]))
+    fresh = list(
+        js.query(
+            {"metadata.crysal_step": "oracle_single_point", "output.reused": False},
+            properties=["output.cycle"],
+        )
+    )
     assert sorted(d["output"]["cycle"] for d in fresh) == [0] * 8 + [1] * 4  # none ran twice
     js.close()
     # the same configuration again: that run is finished, so this is a new one
-    assert find_resumable(store, load_config({**TINY, "analysis": {**never, "max_cycles": 2}})) \
-        is None
+    assert (
+        find_resumable(store, load_config({**TINY, "analysis": {**never, "max_cycles": 2}})) is None
+    )

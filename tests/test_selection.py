@@ -16,8 +16,16 @@ def _pool(si_frames):
             status, steps = CandidateStatus.FAILED, 12
         else:
             status, steps = CandidateStatus.CONVERGED, 30
-        cands.append(c.model_copy(update={"energy_per_atom": -4.3 + 0.01 * i, "sigma_force": 0.01,
-                                          "status": status, "steps": steps}))
+        cands.append(
+            c.model_copy(
+                update={
+                    "energy_per_atom": -4.3 + 0.01 * i,
+                    "sigma_force": 0.01,
+                    "status": status,
+                    "steps": steps,
+                }
+            )
+        )
     return pool.model_copy(update={"candidates": cands})
 
 
@@ -33,8 +41,9 @@ def test_stuck_candidates_get_labels(si_frames):
     """A candidate that stopped as uncertain before its first step never moves until labelled;
     ``stuck_fraction`` of the labels go to such candidates even far up in energy."""
     pool = _pool(si_frames)
-    cfg = SelectionConfig(n_labels=8, stuck_fraction=0.25, random_fraction=0.25,
-                          min_fingerprint_distance=0)
+    cfg = SelectionConfig(
+        n_labels=8, stuck_fraction=0.25, random_fraction=0.25, min_fingerprint_distance=0
+    )
     doc = select_structures.original(pool, None, 3, cfg, seed=1)
     by_reason = {}
     for s in doc.structures:
@@ -44,10 +53,12 @@ def test_stuck_candidates_get_labels(si_frames):
     assert len(by_reason["random"]) == 2
     assert len({s.source_index for s in doc.structures}) == 8
     # without the reservation the stuck candidates are out of reach of the scores
-    doc = select_structures.original(pool, None, 3, cfg.model_copy(update={"stuck_fraction": 0}),
-                                     seed=1)
-    assert not [s for s in doc.structures if s.reason in ("stuck", "score")
-                and s.source_index >= 20]
+    doc = select_structures.original(
+        pool, None, 3, cfg.model_copy(update={"stuck_fraction": 0}), seed=1
+    )
+    assert not [
+        s for s in doc.structures if s.reason in ("stuck", "score") and s.source_index >= 20
+    ]
 
 
 def test_near_duplicates_are_labelled_once(si_frames):
@@ -59,12 +70,14 @@ def test_near_duplicates_are_labelled_once(si_frames):
         atoms.perturb(0.002)
         cands[i] = cands[i].model_copy(update={"structure": atoms})
     pool = pool.model_copy(update={"candidates": cands})
-    cfg = SelectionConfig(n_labels=6, stuck_fraction=0, random_fraction=0,
-                          min_fingerprint_distance=0.05)
+    cfg = SelectionConfig(
+        n_labels=6, stuck_fraction=0, random_fraction=0, min_fingerprint_distance=0.05
+    )
     doc = select_structures.original(pool, None, 3, cfg, seed=1)
     picked = [s.source_index for s in doc.structures]
     assert picked == [1, 4, 5, 6, 7, 8]  # 2 and 3 skipped, the next scores took their places
     # without the distance every copy is labelled
-    doc = select_structures.original(pool, None, 3, cfg.model_copy(
-        update={"min_fingerprint_distance": 0}), seed=1)
+    doc = select_structures.original(
+        pool, None, 3, cfg.model_copy(update={"min_fingerprint_distance": 0}), seed=1
+    )
     assert [s.source_index for s in doc.structures] == [1, 2, 3, 4, 5, 6]

@@ -19,15 +19,19 @@ def _bson_size(doc: dict) -> int:
 
 @pytest.mark.slow
 def test_pool_of_10000_through_the_stores():
-    cfg = load_config({
-        "name": "big", "composition": "Si2", "seed": 0,
-        "pool": {"size": 10_000, "symmetric_fraction": 0.0},
-        "selection": {"n_labels": 4, "n_labels_first": 8},
-        "training": {"n_members": 2, "epochs": 2, "channels": 4, "min_steps": 0},
-        "relaxation": {"max_steps": 2, "n_shards": 2, "batch_size": 2000},
-        "analysis": {"min_cycles": 1, "max_cycles": 1, "energy_window": 0.05},
-        "validation": {"n_structures": 1, "max_steps": 5},
-    })
+    cfg = load_config(
+        {
+            "name": "big",
+            "composition": "Si2",
+            "seed": 0,
+            "pool": {"size": 10_000, "symmetric_fraction": 0.0},
+            "selection": {"n_labels": 4, "n_labels_first": 8},
+            "training": {"n_members": 2, "epochs": 2, "channels": 4, "min_steps": 0},
+            "relaxation": {"max_steps": 2, "n_shards": 2, "batch_size": 2000},
+            "analysis": {"min_cycles": 1, "max_cycles": 1, "energy_window": 0.05},
+            "validation": {"n_structures": 1, "max_steps": 5},
+        }
+    )
     store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
     run_locally(CrystalSearchMaker(config=cfg).make(), store=store, ensure_success=True, log=False)
 

@@ -12,8 +12,8 @@ from fireworks import Workflow
 from jobflow import Flow, Job
 
 from crysal_flows.config import PoolConfig, SearchConfig, load_config
-from crysal_flows.settings import WorkersConfig
 from crysal_flows.flows import CrystalSearchMaker
+from crysal_flows.settings import WorkersConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +33,19 @@ def test_flow_survives_serialisation():
 
 def test_submit_writes_workflow_with_categories(tmp_path):
     out = tmp_path / "wf.yaml"
-    run = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "submit",
-                          str(ROOT / "examples" / "quick.yaml"), "-o", str(out)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            str(ROOT / "examples" / "quick.yaml"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert f"lpad add {out}" in run.stdout
     wf = Workflow.from_file(str(out))
@@ -55,14 +65,25 @@ def test_workflow_script_adds_to_launchpad(tmp_path):
     env = {**os.environ, "MONGOMOCK_SERVERSTORE_FILE": str(db)}
     lp = str(ROOT / "fw_configs" / "my_launchpad.yaml")
     today = datetime.now().strftime("%Y-%m-%d")
-    subprocess.run(["lpad", "-l", lp, "reset", "--password", today], env=env, check=True,
-                   capture_output=True)
-    run = subprocess.run([sys.executable, str(ROOT / "workflows" / "submit_quick.py"), lp],
-                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    subprocess.run(
+        ["lpad", "-l", lp, "reset", "--password", today], env=env, check=True, capture_output=True
+    )
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "workflows" / "submit_quick.py"), lp],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     assert "added search si8-quick" in run.stdout
-    wfs = subprocess.run(["lpad", "-l", lp, "get_wflows", "-d", "more"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    wfs = subprocess.run(
+        ["lpad", "-l", lp, "get_wflows", "-d", "more"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     info = json.loads(wfs)
     assert info["name"].startswith("si8-quick (Si8) crysal search ")  # the run first, for the GUI
     run_id = info["name"].split()[-1].split("--")[0]
@@ -74,10 +95,20 @@ def test_submit_on_uninitialised_launchpad_says_reset(tmp_path):
     db = tmp_path / "mongomock.json"
     db.write_text("{}")
     env = {**os.environ, "MONGOMOCK_SERVERSTORE_FILE": str(db)}
-    run = subprocess.run([sys.executable, "-m", "crysal_flows.cli", "submit",
-                          str(ROOT / "examples" / "quick.yaml"), "-l",
-                          str(ROOT / "fw_configs" / "my_launchpad.yaml")],
-                         env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            str(ROOT / "examples" / "quick.yaml"),
+            "-l",
+            str(ROOT / "fw_configs" / "my_launchpad.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "lpad reset" in run.stderr
 
 

@@ -24,7 +24,7 @@ def test_checkpoint_roundtrip_and_checksum(tiny_ensemble):
     _, results = tiny_ensemble
     r = results[0]
     model, hyper = decode(r.checkpoint, r.sha256)
-    assert hyper["z_table"] == [14]
+    assert hyper["z_table"] == [14] and sum(p.numel() for p in model.parameters()) > 0
     with pytest.raises(ValueError, match="corrupt"):
         decode(r.checkpoint, "0" * 64)
 
@@ -46,12 +46,19 @@ def test_stop_reasons(tiny_ensemble, si_frames):
     ens, _ = tiny_ensemble
     pool, _ = si_frames
     atoms = [structure_to_atoms(c.structure) for c in pool.candidates[:3]]
-    uncertain = relax_batched(atoms, ens, RelaxationConfig(uncertainty_ratio=1e-9, fmax=1e-9,
-                                                           uncertainty_floor=0.0),
-                              pool.reference_volume)
+    uncertain = relax_batched(
+        atoms,
+        ens,
+        RelaxationConfig(uncertainty_ratio=1e-9, fmax=1e-9, uncertainty_floor=0.0),
+        pool.reference_volume,
+    )
     assert [(o.status, o.steps) for o in uncertain] == [(CandidateStatus.UNCERTAIN, 0)] * 3
-    capped = relax_batched(atoms, ens, RelaxationConfig(max_steps=3, fmax=1e-6, uncertainty_floor=1e3),
-                           pool.reference_volume)
+    capped = relax_batched(
+        atoms,
+        ens,
+        RelaxationConfig(max_steps=3, fmax=1e-6, uncertainty_floor=1e3),
+        pool.reference_volume,
+    )
     assert all(o.status == CandidateStatus.MAX_STEPS and o.steps == 3 for o in capped)
 
 
@@ -92,12 +99,18 @@ def test_labels_far_above_the_lowest_teach_a_lower_bound(si_frames):
     atoms = structure_to_atoms(pool.candidates[0].structure)
     atoms.set_cell(atoms.cell * 0.75, scale_atoms=True)  # 42% of the volume
     label = single_point(atoms_to_structure(atoms), OracleConfig(), max_force=1e9, cycle=0)
-    collapsed = Frame(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array,
-                      energy=label.energy, forces=np.asarray(label.forces),
-                      stress=np.asarray(label.stress))
+    collapsed = Frame(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        energy=label.energy,
+        forces=np.asarray(label.forces),
+        stress=np.asarray(label.stress),
+    )
     lowest = min(f.energy / len(f.numbers) for f in frames)
-    cfg = TrainingConfig(epochs=1, min_steps=150, channels=8, validation_fraction=0.0,
-                         outlier_sigma=1e9)
+    cfg = TrainingConfig(
+        epochs=1, min_steps=150, channels=8, validation_fraction=0.0, outlier_sigma=1e9
+    )
     assert collapsed.energy / len(atoms) > lowest + cfg.max_energy_above_min + 5  # far above
     copies = [replace(collapsed) for _ in range(3)]
 
@@ -126,11 +139,13 @@ def test_held_out_lower_bounds_do_not_pick_the_state(si_frames):
     _, frames = si_frames
     high = [replace(f, energy=f.energy + 20.0 * len(f.numbers)) for f in frames[:3]]  # bounds
     data = [*frames, *high]
-    cfg = TrainingConfig(epochs=20, min_steps=0, channels=8, outlier_sigma=1e9,
-                         validation_fraction=1.4 / len(data))  # one held-out frame
+    cfg = TrainingConfig(
+        epochs=20, min_steps=0, channels=8, outlier_sigma=1e9, validation_fraction=1.4 / len(data)
+    )  # one held-out frame
     # a seed whose held-out frame is one of the bounds (the split as train_member draws it)
-    seed = next(s for s in range(1000)
-                if np.random.default_rng(s).permutation(len(data))[0] >= len(frames))
+    seed = next(
+        s for s in range(1000) if np.random.default_rng(s).permutation(len(data))[0] >= len(frames)
+    )
     result = train_member(data, cfg, seed=seed)
     assert result.n_validation == 1
     assert result.validation_rmse_energy is None and result.validation_rmse_forces is None
@@ -143,11 +158,24 @@ def _export(results, directory):
     from crysal_flows.models.checkpoint import export_members
     from crysal_flows.training.schemas import MemberDocument
 
-    members = [MemberDocument(cycle=0, member=k, seed=k, warm_started=False, checkpoint=r.checkpoint,
-                              sha256=r.sha256, n_parameters=1, n_train=r.n_train,
-                              n_validation=r.n_validation, epochs=r.epochs, seconds=r.seconds,
-                              train_rmse_energy=r.train_rmse_energy,
-                              train_rmse_forces=r.train_rmse_forces) for k, r in enumerate(results)]
+    members = [
+        MemberDocument(
+            cycle=0,
+            member=k,
+            seed=k,
+            warm_started=False,
+            checkpoint=r.checkpoint,
+            sha256=r.sha256,
+            n_parameters=1,
+            n_train=r.n_train,
+            n_validation=r.n_validation,
+            epochs=r.epochs,
+            seconds=r.seconds,
+            train_rmse_energy=r.train_rmse_energy,
+            train_rmse_forces=r.train_rmse_forces,
+        )
+        for k, r in enumerate(results)
+    ]
     return export_members(members, directory, {"run": "test"})
 
 
@@ -164,16 +192,27 @@ def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, 
     _, results = tiny_ensemble
     paths = _export(results, tmp_path / "si8-models")
     assert [p.name for p in paths] == ["member_1.pt", "member_2.pt"]
-    cfg = load_config({"name": "si16", "composition": "Si16", "pool": {"size": 8},
-                       "selection": {"n_labels": 4},
-                       "training": {"n_members": 3, "init_models": str(tmp_path / "si8-models"),
-                                    "warm_start_epochs": 2, "min_steps": 0}})
+    cfg = load_config(
+        {
+            "name": "si16",
+            "composition": "Si16",
+            "pool": {"size": 8},
+            "selection": {"n_labels": 4},
+            "training": {
+                "n_members": 3,
+                "init_models": str(tmp_path / "si8-models"),
+                "warm_start_epochs": 2,
+                "min_steps": 0,
+            },
+        }
+    )
     pool = PoolMaker(config=cfg.pool).make(cfg.composition, cfg.seed)
     flow = CycleMaker(config=cfg).make(pool.output, state=initial_state(cfg, "run"))
     trains = [j for j in flow.jobs if j.metadata["crysal_step"] == "train_member"]
     # member k starts from file k modulo the number of files, pinned by checksum
     assert [j.function_kwargs["init_model"] for j in trains] == [
-        [str(paths[k % 2].resolve()), results[k % 2].sha256] for k in range(3)]
+        [str(paths[k % 2].resolve()), results[k % 2].sha256] for k in range(3)
+    ]
 
     # the job trains from the file: warm-started, for warm_start_epochs, in the file's architecture
     from crysal_flows.config import OracleConfig
@@ -182,11 +221,19 @@ def test_search_starts_from_exported_models(tiny_ensemble, si_frames, tmp_path, 
     si8_pool, _ = si_frames
     labels = [single_point(c.structure, OracleConfig(), cycle=0) for c in si8_pool.candidates[:8]]
     labels = [lab for lab in labels if lab.success]
-    ts = TrainingSetDocument(cycle=0, oracle=labels[0].oracle, labels=labels, n_new=len(labels),
-                             n_new_failed=0, n_attempted_total=len(labels), n_failed_total=0)
+    ts = TrainingSetDocument(
+        cycle=0,
+        oracle=labels[0].oracle,
+        labels=labels,
+        n_new=len(labels),
+        n_new_failed=0,
+        n_attempted_total=len(labels),
+        n_failed_total=0,
+    )
     training = cfg.training.model_copy(update={"channels": 16})
-    job = TrainMemberMaker(config=training).make(ts, cycle=0, member=0, seed=3,
-                                                 init_model=trains[0].function_kwargs["init_model"])
+    job = TrainMemberMaker(config=training).make(
+        ts, cycle=0, member=0, seed=3, init_model=trains[0].function_kwargs["init_model"]
+    )
     run_locally(job, store=memory_store, ensure_success=True, log=False)
     out = memory_store.query_one({"uuid": job.uuid}, load=True)["output"]
     assert out["warm_started"] and out["epochs"] == 2
@@ -212,8 +259,17 @@ def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
 
     def refused(path, composition="Si8", oracle="stillinger_weber"):
         with pytest.raises(ConfigError) as err:
-            preflight(load_config({**base, "composition": composition, "oracle": {"kind": oracle},
-                                   "training": {"init_models": str(path)}}), oracle=False)
+            preflight(
+                load_config(
+                    {
+                        **base,
+                        "composition": composition,
+                        "oracle": {"kind": oracle},
+                        "training": {"init_models": str(path)},
+                    }
+                ),
+                oracle=False,
+            )
         assert "training.init_models" in str(err.value)
         return str(err.value)
 
@@ -227,8 +283,9 @@ def test_bad_model_paths_are_refused_naming_the_field(tiny_ensemble, tmp_path):
     (tmp_path / "models" / "member_3.pt").mkdir()
     assert "cannot read model file" in refused(tmp_path / "models")
     (tmp_path / "models" / "member_3.pt").rmdir()
-    preflight(load_config({**base, "training": {"init_models": str(tmp_path / "models")}}),
-              oracle=False)
+    preflight(
+        load_config({**base, "training": {"init_models": str(tmp_path / "models")}}), oracle=False
+    )
 
 
 def test_uncertainty_sees_symmetric_cells(tiny_ensemble):

@@ -1,8 +1,8 @@
 """Submit the search of examples/quick.yaml to the FireWorks LaunchPad.
 
-Usage: python workflows/submit_quick.py [LAUNCHPAD_FILE]
-(the same as: crysal submit examples/quick.yaml [-l LAUNCHPAD_FILE]). Edit the configuration below, or
-copy the YAML file and change it, to search another system.
+Usage: python workflows/submit_quick.py [LAUNCHPAD_FILE] (the same as: crysal submit
+examples/quick.yaml [-l LAUNCHPAD_FILE]). Edit the configuration below, or copy the YAML file and
+change it, to search another system.
 """
 
 import sys

@@ -1,8 +1,8 @@
 """Submit the search of examples/si16.yaml to the FireWorks LaunchPad.
 
-Usage: python workflows/submit_si16.py [LAUNCHPAD_FILE]
-(the same as: crysal submit examples/si16.yaml [-l LAUNCHPAD_FILE]). Edit the configuration below, or
-copy the YAML file and change it, to search another system.
+Usage: python workflows/submit_si16.py [LAUNCHPAD_FILE] (the same as: crysal submit
+examples/si16.yaml [-l LAUNCHPAD_FILE]). Edit the configuration below, or copy the YAML file and
+change it, to search another system.
 """
 
 import sys

@@ -24,16 +24,22 @@ class Cluster:
     reliable: bool  # representative converged with low uncertainty
 
 
-def cluster_low_energy(candidates: Sequence[Candidate], energy_window: float, energy_tol: float,
-                       fingerprint_tol: float) -> list[Cluster]:
+def cluster_low_energy(
+    candidates: Sequence[Candidate], energy_window: float, energy_tol: float, fingerprint_tol: float
+) -> list[Cluster]:
     """Leader clustering by energy, lowest first, within ``energy_window`` eV/atom of the best.
 
     A candidate joins the first cluster whose representative is within ``energy_tol`` eV/atom and
     ``fingerprint_tol`` in fingerprint distance; otherwise it starts a new cluster. Deterministic,
     and independent of the models, so clusters can be compared from one cycle to the next.
     """
-    usable = [c for c in candidates if c.status != CandidateStatus.FAILED
-              and c.energy_per_atom is not None and math.isfinite(c.energy_per_atom)]
+    usable = [
+        c
+        for c in candidates
+        if c.status != CandidateStatus.FAILED
+        and c.energy_per_atom is not None
+        and math.isfinite(c.energy_per_atom)
+    ]
     if not usable:
         return []
     usable.sort(key=lambda c: c.energy_per_atom)
@@ -44,13 +50,20 @@ def cluster_low_energy(candidates: Sequence[Candidate], energy_window: float, en
     for c in region:
         fp = fingerprint(structure_to_atoms(c.structure))
         for cl, p in zip(clusters, prints, strict=True):
-            if (abs(c.energy_per_atom - cl.energy_per_atom) < energy_tol
-                    and np.linalg.norm(fp - p) < fingerprint_tol):
+            if (
+                abs(c.energy_per_atom - cl.energy_per_atom) < energy_tol
+                and np.linalg.norm(fp - p) < fingerprint_tol
+            ):
                 cl.members.append(c.index)
                 break
         else:
-            clusters.append(Cluster(representative=c.index, energy_per_atom=c.energy_per_atom,
-                                    members=[c.index],
-                                    reliable=c.status == CandidateStatus.CONVERGED))
+            clusters.append(
+                Cluster(
+                    representative=c.index,
+                    energy_per_atom=c.energy_per_atom,
+                    members=[c.index],
+                    reliable=c.status == CandidateStatus.CONVERGED,
+                )
+            )
             prints.append(fp)
     return clusters

@@ -54,11 +54,15 @@ class CycleSummary(BaseModel):
     sigma_force_median: float | None = Field(None, description="Median force spread, eV/A.")
     sigma_force_p90: float | None = Field(None, description="90th percentile force spread, eV/A.")
     energies: list[float] = Field(
-        ..., description=f"The lowest {MAX_STORED_ENERGIES} pool energies per atom (finite ones), "
-        "sorted; the summary stays small whatever the pool size.")
+        ...,
+        description=f"The lowest {MAX_STORED_ENERGIES} pool energies per atom (finite ones), "
+        "sorted; the summary stays small whatever the pool size.",
+    )
     energy_quantiles: dict[str, float] = Field(
-        default_factory=dict, description="Pool energy per atom at the 0, 5, 25, 50, 75, 95 and 100th "
-        "percentiles, eV/atom.")
+        default_factory=dict,
+        description="Pool energy per atom at the 0, 5, 25, 50, 75, 95 and 100th "
+        "percentiles, eV/atom.",
+    )
     n_finite: int = Field(0, description="Candidates with a finite energy.")
     clusters: list[ClusterDocument] = Field(..., description="Low-energy clusters, best first.")
     top_energy_change: float | None = Field(
@@ -66,8 +70,11 @@ class CycleSummary(BaseModel):
     )
     converged: bool = Field(..., description="Whether the stopping criterion was met.")
     decision: str = Field(..., description="Why the search goes on or stops.")
-    stop: bool = Field(False, description="Whether the search stops after this cycle (converged or "
-                       "max_cycles) and goes on to validation.")
+    stop: bool = Field(
+        False,
+        description="Whether the search stops after this cycle (converged or "
+        "max_cycles) and goes on to validation.",
+    )
     resume: ResumePoint | None = Field(
-        None, description="What follows this cycle, and what a resumed run needs to go on "
-        "after it.")
+        None, description="What follows this cycle, and what a resumed run needs to go on after it."
+    )

@@ -45,8 +45,14 @@ class StoppingRule:
         """Whether the search ends after ``cycles_done`` cycles: converged, or max_cycles."""
         return converged or cycles_done >= self.config.max_cycles
 
-    def decide(self, top: Sequence[float], previous_top: Sequence[float] | None,
-               prediction_mae: float | None, best_reliable: bool, cycles_done: int) -> Decision:
+    def decide(
+        self,
+        top: Sequence[float],
+        previous_top: Sequence[float] | None,
+        prediction_mae: float | None,
+        best_reliable: bool,
+        cycles_done: int,
+    ) -> Decision:
         """Apply the rule after a cycle.
 
         Parameters
@@ -65,17 +71,23 @@ class StoppingRule:
         stable = change is not None and change <= cfg.energy_tolerance
         accurate = prediction_mae is not None and prediction_mae <= cfg.max_prediction_error
         converged = stable and accurate and best_reliable and cycles_done >= cfg.min_cycles
-        reasons = ", ".join([
-            f"top-{cfg.n_top_clusters} energies moved "
-            + ("n/a" if change is None else f"{change * 1000:.1f} meV/atom"),
-            "prediction MAE " + ("n/a" if prediction_mae is None
-                                 else f"{prediction_mae * 1000:.1f} meV/atom"),
-        ])
+        reasons = ", ".join(
+            [
+                f"top-{cfg.n_top_clusters} energies moved "
+                + ("n/a" if change is None else f"{change * 1000:.1f} meV/atom"),
+                "prediction MAE "
+                + ("n/a" if prediction_mae is None else f"{prediction_mae * 1000:.1f} meV/atom"),
+            ]
+        )
         if converged:
             reason = f"converged: {reasons}"
         elif cycles_done >= cfg.max_cycles:
             reason = f"stopped at max_cycles={cfg.max_cycles}: {reasons}"
         else:
             reason = f"continue: {reasons}"
-        return Decision(converged=converged, stop=self.stops(converged, cycles_done),
-                        top_energy_change=change, reason=reason)
+        return Decision(
+            converged=converged,
+            stop=self.stops(converged, cycles_done),
+            top_energy_change=change,
+            reason=reason,
+        )

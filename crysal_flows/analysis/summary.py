@@ -32,17 +32,27 @@ def cluster_documents(pool: PoolDocument, clusters: list[Cluster], n: int) -> li
     """Documents of the ``n`` lowest clusters, with their representatives' space groups."""
     by_index = {cand.index: cand for cand in pool.candidates}
     return [
-        ClusterDocument(rank=r, representative=cl.representative,
-                        energy_per_atom=cl.energy_per_atom, size=len(cl.members),
-                        reliable=cl.reliable,
-                        space_group=space_group(by_index[cl.representative].structure)[0])
+        ClusterDocument(
+            rank=r,
+            representative=cl.representative,
+            energy_per_atom=cl.energy_per_atom,
+            size=len(cl.members),
+            reliable=cl.reliable,
+            space_group=space_group(by_index[cl.representative].structure)[0],
+        )
         for r, cl in enumerate(clusters[:n], start=1)
     ]
 
 
-def analyse_cycle(pool: PoolDocument, training_set: TrainingSetDocument,
-                  ensemble: EnsembleDocument, state: SearchState, config: SearchConfig,
-                  summary_uuid: str, uuids: dict[str, str]) -> CycleSummary:
+def analyse_cycle(
+    pool: PoolDocument,
+    training_set: TrainingSetDocument,
+    ensemble: EnsembleDocument,
+    state: SearchState,
+    config: SearchConfig,
+    summary_uuid: str,
+    uuids: dict[str, str],
+) -> CycleSummary:
     """Cluster the pool, apply the stopping rule and summarise the cycle.
 
     Parameters
@@ -59,51 +69,80 @@ def analyse_cycle(pool: PoolDocument, training_set: TrainingSetDocument,
     """
     an = config.analysis
     c = state.cycle
-    clusters = cluster_low_energy(pool.candidates, an.energy_window, an.cluster_energy_tolerance,
-                                  an.cluster_fingerprint_tolerance)
-    top = [cl.energy_per_atom for cl in clusters[:an.n_top_clusters]]
+    clusters = cluster_low_energy(
+        pool.candidates,
+        an.energy_window,
+        an.cluster_energy_tolerance,
+        an.cluster_fingerprint_tolerance,
+    )
+    top = [cl.energy_per_atom for cl in clusters[: an.n_top_clusters]]
     decision = StoppingRule(an).decide(
-        top, state.history[-1] if state.history else None, training_set.prediction_mae,
-        bool(clusters) and clusters[0].reliable, c + 1)
-    energies = sorted(cand.energy_per_atom for cand in pool.candidates
-                      if cand.energy_per_atom is not None and math.isfinite(cand.energy_per_atom))
+        top,
+        state.history[-1] if state.history else None,
+        training_set.prediction_mae,
+        bool(clusters) and clusters[0].reliable,
+        c + 1,
+    )
+    energies = sorted(
+        cand.energy_per_atom
+        for cand in pool.candidates
+        if cand.energy_per_atom is not None and math.isfinite(cand.energy_per_atom)
+    )
     sig = [cand.sigma_force for cand in pool.candidates if cand.sigma_force is not None]
     counts: dict[str, int] = {}
     for cand in pool.candidates:
         counts[cand.status.value] = counts.get(cand.status.value, 0) + 1
-    val = [m.validation_rmse_energy for m in ensemble.members
-           if m.validation_rmse_energy is not None]
-    next_state = state.model_copy(update={
-        "cycle": c + 1, "n_labels": training_set.n_attempted_total,
-        "n_failed_labels": training_set.n_failed_total,
-        "history": [*state.history, top], "summaries": [*state.summaries, summary_uuid],
-    })
+    val = [
+        m.validation_rmse_energy for m in ensemble.members if m.validation_rmse_energy is not None
+    ]
+    next_state = state.model_copy(
+        update={
+            "cycle": c + 1,
+            "n_labels": training_set.n_attempted_total,
+            "n_failed_labels": training_set.n_failed_total,
+            "history": [*state.history, top],
+            "summaries": [*state.summaries, summary_uuid],
+        }
+    )
     return CycleSummary(
-        run_id=state.run_id, name=config.name, cycle=c,
+        run_id=state.run_id,
+        name=config.name,
+        cycle=c,
         oracle_single_points=training_set.n_attempted_total,
-        failed_labels=training_set.n_failed_total, training_set_size=len(training_set.labels),
+        failed_labels=training_set.n_failed_total,
+        training_set_size=len(training_set.labels),
         prediction_mae=training_set.prediction_mae,
         validation_rmse_energy=float(np.mean(val)) if val else None,
-        best_energy_per_atom=energies[0] if energies else None, status_counts=counts,
+        best_energy_per_atom=energies[0] if energies else None,
+        status_counts=counts,
         sigma_force_median=float(np.median(sig)) if sig else None,
         sigma_force_p90=float(np.percentile(sig, 90)) if sig else None,
-        energies=energies[:MAX_STORED_ENERGIES], n_finite=len(energies),
-        energy_quantiles={str(q): float(np.percentile(energies, q))
-                          for q in (0, 5, 25, 50, 75, 95, 100)} if energies else {},
-        clusters=cluster_documents(pool, clusters,
-                                   max(an.n_top_clusters, config.validation.n_structures, 10)),
-        top_energy_change=decision.top_energy_change, converged=decision.converged,
-        decision=decision.reason, stop=decision.stop,
+        energies=energies[:MAX_STORED_ENERGIES],
+        n_finite=len(energies),
+        energy_quantiles={
+            str(q): float(np.percentile(energies, q)) for q in (0, 5, 25, 50, 75, 95, 100)
+        }
+        if energies
+        else {},
+        clusters=cluster_documents(
+            pool, clusters, max(an.n_top_clusters, config.validation.n_structures, 10)
+        ),
+        top_energy_change=decision.top_energy_change,
+        converged=decision.converged,
+        decision=decision.reason,
+        stop=decision.stop,
         resume=ResumePoint(**uuids, n_members=len(ensemble.members), next_state=next_state),
     )
 
 
 def cycle_line(summary: CycleSummary, n_clusters: int | None = None) -> str:
-    """The one line a cycle prints."""
+    """Return the one line a cycle prints."""
     best = "n/a" if summary.best_energy_per_atom is None else f"{summary.best_energy_per_atom:.4f}"
     sig = "n/a" if summary.sigma_force_median is None else f"{summary.sigma_force_median:.3f}"
     counts = " ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items()))
-    return (f"cycle {summary.cycle} | labels {summary.oracle_single_points} "
-            f"({summary.failed_labels} failed) | best {best} eV/atom | clusters "
-            f"{len(summary.clusters) if n_clusters is None else n_clusters} | sigma_F median "
-            f"{sig} eV/A | {counts} | {summary.decision}")
+    return (
+        f"cycle {summary.cycle} | labels {summary.oracle_single_points} "
+        f"({summary.failed_labels} failed) | best {best} eV/atom | clusters "
+        f"{len(summary.clusters) if n_clusters is None else n_clusters} | sigma_F median "
+        f"{sig} eV/A | {counts} | {summary.decision}"
+    )

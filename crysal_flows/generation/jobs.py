@@ -9,9 +9,9 @@ import numpy as np
 from jobflow import Maker
 
 from crysal_flows.config import PoolConfig
-from crysal_flows.jobs import crysal_job
 from crysal_flows.generation.pool import generate_candidate, space_groups_by_tiling
 from crysal_flows.generation.schemas import PoolDocument
+from crysal_flows.jobs import crysal_job
 from crysal_flows.schemas import Candidate
 from crysal_flows.utils import atoms_to_structure, parse_composition, reference_volume
 
@@ -32,16 +32,23 @@ def generate_pool(composition: str, config: PoolConfig, seed: int) -> PoolDocume
     for i in range(config.size):
         rng = np.random.default_rng([seed, i])
         gen = generate_candidate(
-            counts, rng, groups, config.symmetric_fraction, config.supercell_fraction,
-            config.volume_factor, config.volume_spread, config.min_distance_factor,
+            counts,
+            rng,
+            groups,
+            config.symmetric_fraction,
+            config.supercell_fraction,
+            config.volume_factor,
+            config.volume_spread,
+            config.min_distance_factor,
             config.max_attempts,
         )
         attempts += gen.attempts
         n_tiled += "tiled" in gen.origin
         n_random += gen.space_group is None
         structure = atoms_to_structure(gen.atoms)
-        candidates.append(Candidate(index=i, origin=gen.origin, space_group=gen.space_group,
-                                    structure=structure))
+        candidates.append(
+            Candidate(index=i, origin=gen.origin, space_group=gen.space_group, structure=structure)
+        )
         if config.size >= 100 and (i + 1) % step == 0:
             logger.info("pool: %d/%d candidates generated", i + 1, config.size)
     return PoolDocument(
@@ -66,5 +73,5 @@ class PoolMaker(Maker):
 
     @crysal_job(data="candidates", schema=PoolDocument)
     def make(self, composition: str, seed: int = 0) -> PoolDocument:
-        """Generate ``config.size`` candidates of ``composition`` deterministically from ``seed``."""
+        """Generate ``config.size`` candidates of ``composition``, determined by ``seed``."""
         return generate_pool(composition, self.config, seed)

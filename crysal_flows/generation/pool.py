@@ -1,4 +1,4 @@
-"""Random candidate structures: PyXtal in compatible space groups, tiled supercells, random cells."""
+"""Random candidates: PyXtal in compatible space groups, tiled supercells, random cells."""
 
 from __future__ import annotations
 
@@ -90,9 +90,14 @@ def _scale_to_volume(atoms: Atoms, volume: float) -> Atoms:
 
 
 def _split_into_three(n: int, rng: np.random.Generator) -> tuple[int, int, int]:
-    """A random ordered factorisation n = a*b*c."""
-    options = [(a, b, n // (a * b)) for a in range(1, n + 1) if n % a == 0
-               for b in range(1, n // a + 1) if (n // a) % b == 0]
+    """Return a random ordered factorisation n = a*b*c."""
+    options = [
+        (a, b, n // (a * b))
+        for a in range(1, n + 1)
+        if n % a == 0
+        for b in range(1, n // a + 1)
+        if (n // a) % b == 0
+    ]
     return options[rng.integers(len(options))]
 
 
@@ -103,8 +108,14 @@ def _pyxtal_atoms(sg: int, counts: dict[str, int], rng: np.random.Generator) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            crystal.from_random(3, sg, list(counts), list(counts.values()),
-                                random_state=int(rng.integers(2**31)), max_count=5)
+            crystal.from_random(
+                3,
+                sg,
+                list(counts),
+                list(counts.values()),
+                random_state=int(rng.integers(2**31)),
+                max_count=5,
+            )
         except Exception as exc:  # PyXtal raises several exception types for impossible placements
             logger.debug("pyxtal failed in space group %d: %s", sg, exc)
             return None
@@ -116,7 +127,7 @@ def _pyxtal_atoms(sg: int, counts: dict[str, int], rng: np.random.Generator) -> 
 
 
 def _random_cell_atoms(counts: dict[str, int], rng: np.random.Generator) -> Atoms:
-    """AIRSS/CrySPY-style: random lattice lengths (ratio <= 3) and angles (60-120 deg), random sites."""
+    """AIRSS/CrySPY-style: random lengths (ratio <= 3), angles (60-120 deg) and sites."""
     from ase.geometry import cellpar_to_cell
 
     while True:
@@ -129,7 +140,9 @@ def _random_cell_atoms(counts: dict[str, int], rng: np.random.Generator) -> Atom
         if np.linalg.det(cell) > 0.3 * np.prod(lengths):  # not too flat
             break
     symbols = [el for el, n in counts.items() for _ in range(n)]
-    return Atoms(symbols=symbols, scaled_positions=rng.random((len(symbols), 3)), cell=cell, pbc=True)
+    return Atoms(
+        symbols=symbols, scaled_positions=rng.random((len(symbols), 3)), cell=cell, pbc=True
+    )
 
 
 def generate_candidate(
@@ -188,7 +201,9 @@ def generate_candidate(
             push_apart(atoms, min_distance_factor)
         atoms.wrap()
         if min_distance_ok(atoms, min_distance_factor):
-            order = np.argsort([atomic_numbers[s] for s in atoms.get_chemical_symbols()], kind="stable")
+            order = np.argsort(
+                [atomic_numbers[s] for s in atoms.get_chemical_symbols()], kind="stable"
+            )
             return GeneratedCandidate(atoms[order], origin, space_group, attempt)
     raise RuntimeError(
         f"no candidate of {counts} satisfied min_distance_factor={min_distance_factor} in "
@@ -196,8 +211,10 @@ def generate_candidate(
     )
 
 
-def space_groups_by_tiling(counts: dict[str, int], supercell_fraction: float) -> dict[int, list[int]]:
-    """Compatible space groups for the full cell (key 1) and for each divisor of its formula units."""
+def space_groups_by_tiling(
+    counts: dict[str, int], supercell_fraction: float
+) -> dict[int, list[int]]:
+    """Compatible space groups for the cell (key 1) and each divisor of its formula units."""
     result = {1: compatible_space_groups(counts)}
     if supercell_fraction > 0:
         g = _gcd(counts)

@@ -14,9 +14,9 @@ from monty.json import MontyDecoder
 from pymatgen.core import Structure
 
 from crysal_flows.config import OracleConfig
+from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
 from crysal_flows.oracles import get_oracle
-from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
 from crysal_flows.settings import WorkersConfig
@@ -43,20 +43,24 @@ def label_key(structure: Structure, identity: str, max_force: float) -> str:
 
 
 def _cached_label(key: str) -> LabelDocument | None:
-    """A successful label with this key made earlier by the same run, if the store has one."""
+    """Return a successful label of this key that the same run made earlier, if any."""
     from jobflow import CURRENT_JOB
 
     store = CURRENT_JOB.store
     run = (CURRENT_JOB.job.metadata or {}).get("crysal_run") if CURRENT_JOB.job else None
     if store is None or not run:
         return None
-    doc = store.query_one({"output.key": key, "output.success": True, "metadata.crysal_run": run},
-                          properties=["output"], load=False)
+    doc = store.query_one(
+        {"output.key": key, "output.success": True, "metadata.crysal_run": run},
+        properties=["output"],
+        load=False,
+    )
     return None if doc is None else MontyDecoder().process_decoded(doc["output"])
 
 
-def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 50.0,
-                 reuse: bool = True, **meta) -> LabelDocument:
+def single_point(
+    structure: Structure, oracle: OracleConfig, max_force: float = 50.0, reuse: bool = True, **meta
+) -> LabelDocument:
     """Run one oracle single point; any failure is recorded in the document, never raised.
 
     With ``reuse``, a successful label of the same key already in the store (a run resumed after
@@ -75,28 +79,47 @@ def single_point(structure: Structure, oracle: OracleConfig, max_force: float = 
         energy, forces, stress = result.energy, result.forces, result.stress
     except Exception as exc:  # an oracle may fail in any way; the cycle goes on
         error = f"{type(exc).__name__}: {exc}"[:500]
-        _log_label(runner.is_dft, oracle.kind, meta, error, None, len(structure),
-                   time.perf_counter() - t0)
-        return LabelDocument(structure=structure, oracle=identity, success=False, error=error,
-                             seconds=time.perf_counter() - t0, **meta)
+        _log_label(
+            runner.is_dft, oracle.kind, meta, error, None, len(structure), time.perf_counter() - t0
+        )
+        return LabelDocument(
+            structure=structure,
+            oracle=identity,
+            success=False,
+            error=error,
+            seconds=time.perf_counter() - t0,
+            **meta,
+        )
     error = None
     if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
         error = "oracle returned non-finite energy, forces or stress"
     elif np.abs(forces).max() > max_force:
         error = f"absurd forces: max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}"
-    _log_label(runner.is_dft, oracle.kind, meta, error, energy, len(structure),
-               time.perf_counter() - t0)
+    _log_label(
+        runner.is_dft, oracle.kind, meta, error, energy, len(structure), time.perf_counter() - t0
+    )
     return LabelDocument(
-        structure=structure, oracle=identity, success=error is None, error=error,
+        structure=structure,
+        oracle=identity,
+        success=error is None,
+        error=error,
         energy=energy if math.isfinite(energy) else None,
         forces=forces.tolist() if error is None else None,
         stress=stress.tolist() if error is None else None,
-        seconds=time.perf_counter() - t0, **meta,
+        seconds=time.perf_counter() - t0,
+        **meta,
     )
 
 
-def _log_label(is_dft: bool, kind: str, meta: dict, error: str | None, energy: float | None,
-               n_atoms: int, seconds: float) -> None:
+def _log_label(
+    is_dft: bool,
+    kind: str,
+    meta: dict,
+    error: str | None,
+    energy: float | None,
+    n_atoms: int,
+    seconds: float,
+) -> None:
     """One line per DFT label (they take minutes on a cluster; cheap oracles stay quiet)."""
     if not is_dft:
         return
@@ -119,19 +142,32 @@ class OracleStaticMaker(Maker):
     max_force: float = 50.0
 
     @crysal_job(schema=LabelDocument)
-    def make(self, structure: Structure, cycle: int = 0, source_index: int | None = None,
-             reason: str = "", predicted_energy_per_atom: float | None = None,
-             predicted_sigma_energy: float | None = None) -> LabelDocument:
+    def make(
+        self,
+        structure: Structure,
+        cycle: int = 0,
+        source_index: int | None = None,
+        reason: str = "",
+        predicted_energy_per_atom: float | None = None,
+        predicted_sigma_energy: float | None = None,
+    ) -> LabelDocument:
         """Label ``structure``; failures come back as ``success=False``, never as an exception."""
-        return single_point(structure, self.oracle, self.max_force, cycle=cycle,
-                            source_index=source_index, reason=reason,
-                            predicted_energy_per_atom=predicted_energy_per_atom,
-                            predicted_sigma_energy=predicted_sigma_energy)
+        return single_point(
+            structure,
+            self.oracle,
+            self.max_force,
+            cycle=cycle,
+            source_index=source_index,
+            reason=reason,
+            predicted_energy_per_atom=predicted_energy_per_atom,
+            predicted_sigma_energy=predicted_sigma_energy,
+        )
 
 
 @crysal_job(data="labels", schema=TrainingSetDocument)
-def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetDocument | None,
-                  cycle: int) -> TrainingSetDocument:
+def gather_labels(
+    new_labels: list[LabelDocument | None], previous: TrainingSetDocument | None, cycle: int
+) -> TrainingSetDocument:
     """Add this cycle's successful labels to the training set.
 
     A label job that fizzled (killed, out of walltime) arrives as ``None`` and counts as a failure.
@@ -150,7 +186,9 @@ def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetD
             failures.append(label.error or "unknown error")
             continue
         if oracle is not None and label.oracle != oracle:
-            failures.append(f"label from oracle {label.oracle!r} refused: training set is {oracle!r}")
+            failures.append(
+                f"label from oracle {label.oracle!r} refused: training set is {oracle!r}"
+            )
             continue
         if label.key and label.key in keys:
             failures.append("duplicate of a label already in the training set")
@@ -158,20 +196,32 @@ def gather_labels(new_labels: list[LabelDocument | None], previous: TrainingSetD
         oracle = label.oracle
         labels.append(label)
         keys.add(label.key)
-        if (label.reason == "score" and label.predicted_energy_per_atom is not None
-                and label.energy_per_atom is not None):
+        if (
+            label.reason == "score"
+            and label.predicted_energy_per_atom is not None
+            and label.energy_per_atom is not None
+        ):
             errors_pred.append(abs(label.predicted_energy_per_atom - label.energy_per_atom))
     n_new = len(new_labels)
     doc = TrainingSetDocument(
-        cycle=cycle, oracle=oracle, labels=labels, n_new=n_new, n_new_failed=len(failures),
+        cycle=cycle,
+        oracle=oracle,
+        labels=labels,
+        n_new=n_new,
+        n_new_failed=len(failures),
         failures=failures,
         n_attempted_total=(previous.n_attempted_total if previous else 0) + n_new,
         n_failed_total=(previous.n_failed_total if previous else 0) + len(failures),
         prediction_mae=float(np.mean(errors_pred)) if errors_pred else None,
     )
     if failures:
-        logger.warning("cycle %d: %d of %d labels failed: %s", cycle, len(failures), n_new,
-                       "; ".join(sorted(set(failures)))[:300])
+        logger.warning(
+            "cycle %d: %d of %d labels failed: %s",
+            cycle,
+            len(failures),
+            n_new,
+            "; ".join(sorted(set(failures)))[:300],
+        )
     return doc
 
 
@@ -182,8 +232,12 @@ def collect_labels(labels: list[LabelDocument | None]) -> list[LabelDocument | N
 
 
 @crysal_job
-def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: int,
-                     workers: WorkersConfig | None = None) -> Response:
+def label_structures(
+    selection: SelectionDocument,
+    label_maker: Maker,
+    cycle: int,
+    workers: WorkersConfig | None = None,
+) -> Response:
     """Fan out: one oracle job per selected structure; replaces itself with them.
 
     Its output becomes the list of label documents (``None`` for a job that did not complete).
@@ -191,10 +245,14 @@ def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: in
     jobs = []
     n = len(selection.structures)
     for k, sel in enumerate(selection.structures):
-        j = label_maker.make(sel.structure, cycle=cycle, source_index=sel.source_index,
-                             reason=sel.reason,
-                             predicted_energy_per_atom=sel.predicted_energy_per_atom,
-                             predicted_sigma_energy=sel.predicted_sigma_energy)
+        j = label_maker.make(
+            sel.structure,
+            cycle=cycle,
+            source_index=sel.source_index,
+            reason=sel.reason,
+            predicted_energy_per_atom=sel.predicted_energy_per_atom,
+            predicted_sigma_energy=sel.predicted_sigma_energy,
+        )
         j.name = f"{label_maker.name} {k + 1}/{n} (cycle {cycle})"
         jobs.append(j)
     collect = collect_labels([j.output for j in jobs])
@@ -203,5 +261,6 @@ def label_structures(selection: SelectionDocument, label_maker: Maker, cycle: in
     tag(collect, Step.COLLECT_LABELS, cycle)
     route(jobs, "oracle", workers)
     route(collect, "driver", workers)
-    return Response(replace=Flow([*jobs, collect], output=collect.output,
-                                 name=f"label cycle {cycle}"))
+    return Response(
+        replace=Flow([*jobs, collect], output=collect.output, name=f"label cycle {cycle}")
+    )

@@ -30,10 +30,16 @@ class LabelDocument(BaseModel):
         None, description="Ensemble spread of that prediction, eV/atom."
     )
     seconds: float = Field(0.0, description="Wall time of the oracle call.")
-    key: str = Field("", description="Hash of structure, oracle and settings: equal keys are the "
-                     "same calculation, so a label is never computed or trained on twice.")
-    reused: bool = Field(False, description="Taken from an earlier identical calculation in the "
-                         "store (e.g. after a resumed run) instead of calling the oracle again.")
+    key: str = Field(
+        "",
+        description="Hash of structure, oracle and settings: equal keys are the "
+        "same calculation, so a label is never computed or trained on twice.",
+    )
+    reused: bool = Field(
+        False,
+        description="Taken from an earlier identical calculation in the "
+        "store (e.g. after a resumed run) instead of calling the oracle again.",
+    )
 
     @property
     def energy_per_atom(self) -> float | None:
@@ -49,7 +55,9 @@ class TrainingSetDocument(BaseModel):
     labels: list[LabelDocument] = Field(..., description="Successful labels, oldest first.")
     n_new: int = Field(..., description="Labels attempted in this cycle.")
     n_new_failed: int = Field(..., description="Labels of this cycle that failed.")
-    failures: list[str] = Field(default_factory=list, description="Errors of this cycle's failures.")
+    failures: list[str] = Field(
+        default_factory=list, description="Errors of this cycle's failures."
+    )
     n_attempted_total: int = Field(..., description="Oracle single points attempted in all cycles.")
     n_failed_total: int = Field(..., description="Oracle single points that failed in all cycles.")
     prediction_mae: float | None = Field(

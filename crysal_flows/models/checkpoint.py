@@ -43,7 +43,7 @@ def _unpack(checkpoint: str, sha256: str | None, what: str = "model checkpoint")
 
 
 def encode(model: torch.nn.Module, hyper: dict[str, Any]) -> tuple[str, str]:
-    """A model as ``(base64 checkpoint, sha256)``."""
+    """Return a model as ``(base64 checkpoint, sha256)``."""
     buffer = io.BytesIO()
     torch.save({"hyper": hyper, "state_dict": model.state_dict()}, buffer)
     return _pack(buffer.getvalue())
@@ -53,15 +53,16 @@ def decode(checkpoint: str, sha256: str | None = None) -> tuple[torch.nn.Module,
     """Rebuild the model of a checkpoint, verifying its checksum if given."""
     from crysal_flows.models.mace import build_model
 
-    payload = torch.load(io.BytesIO(_unpack(checkpoint, sha256)), map_location="cpu",
-                         weights_only=False)
+    payload = torch.load(
+        io.BytesIO(_unpack(checkpoint, sha256)), map_location="cpu", weights_only=False
+    )
     model = build_model(payload["hyper"])
     model.load_state_dict(payload["state_dict"])
     return model, payload["hyper"]
 
 
 def model_files(path: str | Path) -> list[Path]:
-    """The member files at ``path``: the file itself, or a directory's ``*.pt`` files, sorted.
+    """Return the member files at ``path``: the file, or a directory's ``*.pt`` files, sorted.
 
     Raises
     ------
@@ -72,8 +73,10 @@ def model_files(path: str | Path) -> list[Path]:
     if p.is_dir():
         files = sorted(p.glob(f"*{SUFFIX}"))
         if not files:
-            raise ValueError(f"{p} holds no model files (*{SUFFIX}); export a run's ensemble with "
-                             "'crysal models --run NAME -o DIR'")
+            raise ValueError(
+                f"{p} holds no model files (*{SUFFIX}); export a run's ensemble with "
+                "'crysal models --run NAME -o DIR'"
+            )
         return files
     if not p.exists():
         raise ValueError(f"{p} does not exist")
@@ -81,7 +84,7 @@ def model_files(path: str | Path) -> list[Path]:
 
 
 def read_model_file(path: str | Path, sha256: str | None = None) -> tuple[str, str]:
-    """A member file as ``(checkpoint, sha256)``, the form of checkpoints in the store.
+    """Return a member file as ``(checkpoint, sha256)``, the form of checkpoints in the store.
 
     Raises
     ------
@@ -94,8 +97,10 @@ def read_model_file(path: str | Path, sha256: str | None = None) -> tuple[str, s
         raise ValueError(f"cannot read model file {path}: {exc.strerror}") from None
     checkpoint, digest = _pack(raw)
     if sha256 is not None and digest != sha256:
-        raise ValueError(f"model file {path} changed since the search was built "
-                         f"(SHA-256 {digest[:12]}..., expected {sha256[:12]}...)")
+        raise ValueError(
+            f"model file {path} changed since the search was built "
+            f"(SHA-256 {digest[:12]}..., expected {sha256[:12]}...)"
+        )
     return checkpoint, digest
 
 
@@ -103,10 +108,12 @@ def _hyper(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
         hyper = payload["hyper"]
-        payload["state_dict"]  # noqa: B018
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure means: not a member file)
-        raise ValueError(f"{path} is not a crysal_flows model file ({type(exc).__name__}); export "
-                         "one with 'crysal models'") from None
+        payload["state_dict"]
+    except Exception as exc:
+        raise ValueError(
+            f"{path} is not a crysal_flows model file ({type(exc).__name__}); export "
+            "one with 'crysal models'"
+        ) from None
     return hyper
 
 
@@ -127,14 +134,16 @@ def check_model_files(path: str | Path, elements: Sequence[str]) -> list[tuple[s
         known = [chemical_symbols[int(z)] for z in hyper["z_table"]]
         missing = sorted(set(elements) - set(known))
         if missing:
-            raise ValueError(f"model file {f} knows {', '.join(known)} but not "
-                             f"{', '.join(missing)}")
+            raise ValueError(
+                f"model file {f} knows {', '.join(known)} but not {', '.join(missing)}"
+            )
         out.append((str(f.resolve()), sha))
     return out
 
 
-def export_members(members: Sequence[Any], directory: str | Path,
-                   metadata: dict[str, Any] | None = None) -> list[Path]:
+def export_members(
+    members: Sequence[Any], directory: str | Path, metadata: dict[str, Any] | None = None
+) -> list[Path]:
     """Write ensemble members (``MemberDocument``-like, checkpoints loaded) as files.
 
     Writes ``member_<k>.pt`` for each member and ``models.json`` describing them.
@@ -147,8 +156,16 @@ def export_members(members: Sequence[Any], directory: str | Path,
         path = out / f"member_{m.member + 1}{SUFFIX}"
         path.write_bytes(raw)
         paths.append(path)
-        rows.append({"file": path.name, "sha256": m.sha256, "cycle": m.cycle, "seed": m.seed,
-                     "n_train": m.n_train, "train_rmse_energy": m.train_rmse_energy,
-                     "validation_rmse_energy": m.validation_rmse_energy})
+        rows.append(
+            {
+                "file": path.name,
+                "sha256": m.sha256,
+                "cycle": m.cycle,
+                "seed": m.seed,
+                "n_train": m.n_train,
+                "train_rmse_energy": m.train_rmse_energy,
+                "validation_rmse_energy": m.validation_rmse_energy,
+            }
+        )
     (out / "models.json").write_text(json.dumps({**(metadata or {}), "members": rows}, indent=1))
     return paths

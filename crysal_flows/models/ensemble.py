@@ -66,8 +66,12 @@ class EnsemblePrediction:
 class Ensemble:
     """M MACE models evaluated together on batches of structures of one composition."""
 
-    def __init__(self, models: Sequence[torch.nn.Module], hypers: Sequence[dict[str, Any]],
-                 device: str = "cpu") -> None:
+    def __init__(
+        self,
+        models: Sequence[torch.nn.Module],
+        hypers: Sequence[dict[str, Any]],
+        device: str = "cpu",
+    ) -> None:
         if not models:
             raise ValueError("an ensemble needs at least one model")
         self.device = device
@@ -79,8 +83,9 @@ class Ensemble:
         self.r_max = float(max(h["r_max"] for h in hypers))
 
     @classmethod
-    def from_checkpoints(cls, checkpoints: Sequence[tuple[str, str | None]],
-                         device: str = "cpu") -> Ensemble:
+    def from_checkpoints(
+        cls, checkpoints: Sequence[tuple[str, str | None]], device: str = "cpu"
+    ) -> Ensemble:
         """Load an ensemble from ``(checkpoint, sha256)`` pairs."""
         loaded = [decode(c, s) for c, s in checkpoints]
         return cls([m for m, _ in loaded], [h for _, h in loaded], device=device)
@@ -106,5 +111,6 @@ def load_ensemble(ensemble: Any, device: str | None = None) -> Ensemble:
     """Load the members of an ``EnsembleDocument`` (checksums verified)."""
     from crysal_flows.settings import SETTINGS
 
-    return Ensemble.from_checkpoints([(m.checkpoint, m.sha256) for m in ensemble.members],
-                                     device=device or SETTINGS.device)
+    return Ensemble.from_checkpoints(
+        [(m.checkpoint, m.sha256) for m in ensemble.members], device=device or SETTINGS.device
+    )

@@ -74,8 +74,9 @@ def _one_hot(numbers: np.ndarray, z_table: Sequence[int]) -> np.ndarray:
     try:
         idx = np.array([index[int(z)] for z in numbers])
     except KeyError as exc:
-        raise ValueError(f"element Z={exc.args[0]} is not known to the model "
-                         f"(z_table {list(z_table)})") from None
+        raise ValueError(
+            f"element Z={exc.args[0]} is not known to the model (z_table {list(z_table)})"
+        ) from None
     out = np.zeros((len(numbers), len(z_table)))
     out[np.arange(len(numbers)), idx] = 1.0
     return out
@@ -97,12 +98,15 @@ def graph_arrays(atoms: Atoms, z_table: Sequence[int], r_max: float) -> dict[str
     }
 
 
-def collate(graphs: Sequence[dict[str, np.ndarray]], device: str = "cpu") -> dict[str, torch.Tensor]:
+def collate(
+    graphs: Sequence[dict[str, np.ndarray]], device: str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Concatenate per-structure graphs into one MACE batch."""
     counts = [len(g["positions"]) for g in graphs]
     offsets = np.concatenate([[0], np.cumsum(counts)])
     edge_index = np.concatenate(
-        [g["edge_index"] + off for g, off in zip(graphs, offsets, strict=False)], axis=1)
+        [g["edge_index"] + off for g, off in zip(graphs, offsets, strict=False)], axis=1
+    )
 
     def cat(key: str) -> torch.Tensor:
         return torch.tensor(np.concatenate([g[key] for g in graphs]), dtype=DTYPE, device=device)
@@ -114,27 +118,36 @@ def collate(graphs: Sequence[dict[str, np.ndarray]], device: str = "cpu") -> dic
         "unit_shifts": cat("unit_shifts"),
         "cell": cat("cell"),
         "node_attrs": cat("node_attrs"),
-        "batch": torch.tensor(np.repeat(np.arange(len(graphs)), counts), dtype=torch.long,
-                              device=device),
+        "batch": torch.tensor(
+            np.repeat(np.arange(len(graphs)), counts), dtype=torch.long, device=device
+        ),
         "ptr": torch.tensor(offsets, dtype=torch.long, device=device),
     }
 
 
-def graph_batch(atoms_list: Sequence[Atoms], z_table: Sequence[int], r_max: float,
-                device: str = "cpu") -> dict[str, torch.Tensor]:
+def graph_batch(
+    atoms_list: Sequence[Atoms], z_table: Sequence[int], r_max: float, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
     """One MACE batch of several periodic structures."""
     return collate([graph_arrays(a, z_table, r_max) for a in atoms_list], device=device)
 
 
-def atomic_energies(numbers: Sequence[np.ndarray], energies: Sequence[float],
-                    z_table: Sequence[int]) -> list[float]:
+def atomic_energies(
+    numbers: Sequence[np.ndarray], energies: Sequence[float], z_table: Sequence[int]
+) -> list[float]:
     """Per-element reference energies by least squares on the compositions (mace's E0 fit)."""
     from mace.data.utils import Configuration, compute_average_E0s
     from mace.tools import AtomicNumberTable
 
-    configs = [Configuration(atomic_numbers=np.asarray(z), positions=np.zeros((len(z), 3)),
-                             properties={"energy": float(e)}, property_weights={"energy": 1.0})
-               for z, e in zip(numbers, energies, strict=True)]
+    configs = [
+        Configuration(
+            atomic_numbers=np.asarray(z),
+            positions=np.zeros((len(z), 3)),
+            properties={"energy": float(e)},
+            property_weights={"energy": 1.0},
+        )
+        for z, e in zip(numbers, energies, strict=True)
+    ]
     e0 = compute_average_E0s(configs, AtomicNumberTable(list(z_table)))
     return [float(e0[z]) for z in z_table]
 

@@ -23,7 +23,7 @@ __all__ = [
 
 
 def get_oracle(config: OracleConfig) -> Oracle:
-    """The oracle of ``config``."""
+    """Return the oracle of ``config``."""
     if config.kind == "cp2k":
         from crysal_flows.oracles.cp2k import Cp2kOracle
 
@@ -38,7 +38,7 @@ def get_oracle(config: OracleConfig) -> Oracle:
 
 
 def oracle_identity(config: OracleConfig) -> str:
-    """The identity string of the oracle of ``config``."""
+    """Return the identity string of the oracle of ``config``."""
     return get_oracle(config).identity
 
 

@@ -1,4 +1,4 @@
-"""Oracles that are ASE calculators: Stillinger-Weber (Si), CHGNet, or any calculator by import path.
+"""Oracles that are ASE calculators: Stillinger-Weber (Si), CHGNet, any calculator by import path.
 
 Cheap stand-ins for DFT in tests and benchmarks, or a user's own calculator. Relaxations are BFGS
 on positions and cell (ASE's ``FrechetCellFilter``), counting every calculator call.
@@ -38,8 +38,8 @@ def _stillinger_weber(kwargs: dict[str, Any]) -> Calculator:
 
 
 @functools.lru_cache(maxsize=2)
-def chgnet_model(model_name: str | None = None):  # noqa: ANN201
-    """The packaged CHGNet model, loaded once per process (loading costs more than a label)."""
+def chgnet_model(model_name: str | None = None):
+    """Return the packaged CHGNet model, loaded once per process (it costs more than a label)."""
     from chgnet.model import CHGNet
 
     return CHGNet.load(model_name=model_name or "0.3.0", verbose=False)
@@ -59,7 +59,7 @@ def _chgnet(kwargs: dict[str, Any]) -> Calculator:
 
 
 def import_object(path: str, what: str) -> Any:
-    """The object at ``'package.module:Name'``; a clear error naming ``what`` otherwise."""
+    """Return the object at ``'package.module:Name'``; a clear error naming ``what`` otherwise."""
     module_name, _, name = path.partition(":")
     if not name:
         raise ValueError(f"{what} {path!r} must look like 'package.module:ClassName'")
@@ -88,7 +88,7 @@ class AseOracle(Oracle):
         return self.config.calculator if self.config.kind == "ase" else self.config.kind
 
     def calculator(self) -> Calculator:
-        """A fresh calculator."""
+        """Build a fresh calculator."""
         if self.config.kind == "ase":
             assert self.config.calculator is not None  # guaranteed by OracleConfig
             return import_object(self.config.calculator, "oracle calculator")(**self.config.kwargs)
@@ -102,9 +102,11 @@ class AseOracle(Oracle):
         """Energy, forces and stress from the calculator."""
         atoms = structure_to_atoms(structure)
         atoms.calc = self.calculator()
-        return SinglePoint(energy=float(atoms.get_potential_energy()),
-                           forces=np.asarray(atoms.get_forces(), dtype=float),
-                           stress=np.asarray(atoms.get_stress(voigt=False), dtype=float))
+        return SinglePoint(
+            energy=float(atoms.get_potential_energy()),
+            forces=np.asarray(atoms.get_forces(), dtype=float),
+            stress=np.asarray(atoms.get_stress(voigt=False), dtype=float),
+        )
 
     def relax(self, structure: Structure, fmax: float, max_steps: int) -> Relaxation:
         """BFGS on positions and cell (``FrechetCellFilter``), counting the calculator's calls."""
@@ -116,13 +118,16 @@ class AseOracle(Oracle):
         calls = [0]
         original = atoms.calc.calculate
 
-        def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def counted(*args, **kwargs):
             calls[0] += 1
             return original(*args, **kwargs)
 
         atoms.calc.calculate = counted
         opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
         converged = bool(opt.run(fmax=fmax, steps=max_steps))
-        return Relaxation(structure=atoms_to_structure(atoms),
-                          energy=float(atoms.get_potential_energy()), n_steps=calls[0],
-                          converged=converged)
+        return Relaxation(
+            structure=atoms_to_structure(atoms),
+            energy=float(atoms.get_potential_energy()),
+            n_steps=calls[0],
+            converged=converged,
+        )

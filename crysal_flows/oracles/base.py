@@ -65,7 +65,7 @@ class Oracle(ABC):
         return self.config.kind
 
     def identity_settings(self) -> dict[str, Any]:
-        """The settings that change the oracle's numbers (empty: the name alone identifies it)."""
+        """Return the settings that change the oracle's numbers (empty: the name is enough)."""
         return dict(self.config.kwargs)
 
     @property
@@ -77,7 +77,7 @@ class Oracle(ABC):
         text = json.dumps(settings, sort_keys=True, default=str).encode()
         return f"{self.name}#{hashlib.sha1(text).hexdigest()[:10]}"
 
-    def check(self, elements: list[str] | None = None) -> None:
+    def check(self, elements: list[str] | None = None) -> None:  # noqa: B027 (optional override)
         """Raise :class:`OracleUnavailableError` when the oracle cannot run here."""
 
     @abstractmethod

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase.units import GPa, Bohr, Hartree
+from ase.units import Bohr, GPa, Hartree
 from pymatgen.core import Structure
 
 from crysal_flows.oracles.base import OracleUnavailableError, Relaxation, SinglePoint
@@ -63,10 +63,14 @@ _DATA_DIRS = ("/usr/share/cp2k", "/usr/share/cp2k/data", "/opt/cp2k/data")
 
 
 def cp2k_data_dir() -> Path:
-    """The CP2K data directory with the MOLOPT basis sets and GTH potentials."""
+    """Return the CP2K data directory with the MOLOPT basis sets and GTH potentials."""
     candidates = [os.environ.get("CP2K_DATA_DIR"), *_DATA_DIRS]
     for d in candidates:
-        if d and (Path(d) / CP2K_BASIS_FILE).is_file() and (Path(d) / CP2K_POTENTIAL_FILE).is_file():
+        if (
+            d
+            and (Path(d) / CP2K_BASIS_FILE).is_file()
+            and (Path(d) / CP2K_POTENTIAL_FILE).is_file()
+        ):
             return Path(d)
     raise OracleUnavailableError(
         f"CP2K data files {CP2K_BASIS_FILE} and {CP2K_POTENTIAL_FILE} not found in CP2K_DATA_DIR "
@@ -76,7 +80,7 @@ def cp2k_data_dir() -> Path:
 
 
 def cp2k_command() -> str:
-    """The command that runs CP2K: the ``cp2k_command`` setting, or mpirun over a binary on PATH."""
+    """Return the command that runs CP2K: ``cp2k_command``, or mpirun over a binary on PATH."""
     settings = load_settings()
     if settings.cp2k_command:
         return settings.cp2k_command
@@ -98,8 +102,8 @@ def cp2k_command() -> str:
 CP2K_KPOINT_SCHEME = "gamma-full-time-reversal"
 
 
-def cp2k_kpoints(structure: Structure, density: float):  # noqa: ANN201
-    """The Gamma-centred mesh of ``density`` k-points per reciprocal volume, as an explicit list.
+def cp2k_kpoints(structure: Structure, density: float):
+    """Return the Gamma-centred mesh of ``density`` k-points per reciprocal volume, as a list.
 
     Only time reversal (k, -k) reduces it. pymatgen's default writes CP2K the mesh reduced by the
     structure's space group, and CP2K does not symmetrise forces and stress over such a list:
@@ -121,20 +125,25 @@ def cp2k_kpoints(structure: Structure, density: float):  # noqa: ANN201
         weights[key] = weights.get(key, 0) + 1
     # Gamma last: pymatgen's CP2K set reads an explicit list that starts at Gamma as Gamma only
     kpts, wts = list(weights)[::-1], list(weights.values())[::-1]
-    return Kpoints(comment=f"Gamma-centred {divisions}, time-reversal reduced",
-                   style=KpointsSupportedModes.Reciprocal, num_kpts=len(kpts),
-                   kpts=kpts, kpts_weights=wts)
-
+    return Kpoints(
+        comment=f"Gamma-centred {divisions}, time-reversal reduced",
+        style=KpointsSupportedModes.Reciprocal,
+        num_kpts=len(kpts),
+        kpts=kpts,
+        kpts_weights=wts,
+    )
 
 
 def _cp2k_energies(text: str) -> list[float]:
     """Every total energy (one per force evaluation), Hartree -> eV."""
-    return [float(x) * Hartree for x in
-            re.findall(r"ENERGY\| Total FORCE_EVAL \( QS \) energy[^:]*:\s+(\S+)", text)]
+    return [
+        float(x) * Hartree
+        for x in re.findall(r"ENERGY\| Total FORCE_EVAL \( QS \) energy[^:]*:\s+(\S+)", text)
+    ]
 
 
 def _cp2k_forces(text: str, n_atoms: int) -> np.ndarray:
-    """The last ATOMIC FORCES block of a CP2K output, Hartree/Bohr -> eV/A."""
+    """Return the last ATOMIC FORCES block of a CP2K output, Hartree/Bohr -> eV/A."""
     blocks = text.split("ATOMIC FORCES in [a.u.]")
     if len(blocks) < 2:
         raise RuntimeError("CP2K output has no ATOMIC FORCES block")
@@ -151,10 +160,12 @@ def _cp2k_forces(text: str, n_atoms: int) -> np.ndarray:
 
 
 def _cp2k_stress(text: str) -> np.ndarray:
-    """The last analytical stress tensor of a CP2K output, GPa (positive = compressive) -> ASE."""
+    """Return the last analytical stress of a CP2K output: GPa (+ compressive) -> ASE units."""
     matches = re.findall(
         r"STRESS\|\s+Analytical stress tensor \[GPa\]\s*\n\s*STRESS\|\s+x\s+y\s+z\s*\n"
-        r"((?:\s*STRESS\|\s+[xyz](?:\s+\S+){3}\s*\n){3})", text)
+        r"((?:\s*STRESS\|\s+[xyz](?:\s+\S+){3}\s*\n){3})",
+        text,
+    )
     if not matches:
         raise RuntimeError("CP2K output has no analytical stress tensor")
     rows = [[float(v) for v in line.split()[2:5]] for line in matches[-1].strip().splitlines()]
@@ -172,44 +183,56 @@ def _restarted_evaluations(path: Path) -> int:
     return n
 
 
-
 class Cp2kOracle(DftOracle):
     """CP2K single points and cell optimisations (BFGS, CP2K's own) through atomate2."""
 
     def identity_settings(self) -> dict[str, Any]:
-        """The input settings, the k-point density and the k-point scheme."""
+        """Return the input settings, the k-point density and the k-point scheme."""
         return {**super().identity_settings(), "kpoints": CP2K_KPOINT_SCHEME}
 
     def check(self, elements: list[str] | None = None) -> None:
-        """The command, the data directory and a basis set and potential for each element."""
+        """Check the command, the data directory, and a basis set and potential per element."""
         cp2k_command()
         data = cp2k_data_dir()
         for el in elements or []:
-            for name, fname in ((CP2K_BASIS, CP2K_BASIS_FILE), (CP2K_POTENTIAL, CP2K_POTENTIAL_FILE)):
+            for name, fname in (
+                (CP2K_BASIS, CP2K_BASIS_FILE),
+                (CP2K_POTENTIAL, CP2K_POTENTIAL_FILE),
+            ):
                 text = (data / fname).read_text(errors="replace")
                 if not re.search(rf"^\s*{re.escape(el)}\s+.*\b{re.escape(name)}\b", text, re.M):
-                    raise OracleUnavailableError(f"CP2K data file {data / fname} has no {name} for {el}")
+                    raise OracleUnavailableError(
+                        f"CP2K data file {data / fname} has no {name} for {el}"
+                    )
 
-    def input_generator(self, structure: Structure, relax: dict | None = None):  # noqa: ANN201
+    def input_generator(self, structure: Structure, relax: dict | None = None):
         """atomate2's static (or, with ``relax``, cell-optimisation) input set generator."""
         from atomate2.cp2k.sets.core import CellOptSetGenerator, StaticSetGenerator
 
         elements = sorted({el.symbol for el in structure.composition})
-        settings = merge_settings(CP2K_DEFAULTS, {
-            "basis_and_potential": {
-                "basis_filenames": [CP2K_BASIS_FILE], "potential_filename": CP2K_POTENTIAL_FILE,
-                **{el: {"basis": CP2K_BASIS, "potential": CP2K_POTENTIAL, "aux_basis": None}
-                   for el in elements},
+        settings = merge_settings(
+            CP2K_DEFAULTS,
+            {
+                "basis_and_potential": {
+                    "basis_filenames": [CP2K_BASIS_FILE],
+                    "potential_filename": CP2K_POTENTIAL_FILE,
+                    **{
+                        el: {"basis": CP2K_BASIS, "potential": CP2K_POTENTIAL, "aux_basis": None}
+                        for el in elements
+                    },
+                },
             },
-        })
+        )
         if relax is not None:
             settings["activate_motion"] = relax
         settings = merge_settings(settings, self.config.input_settings)
         cls = CellOptSetGenerator if relax is not None else StaticSetGenerator
-        return cls(user_input_settings=settings,
-                   user_kpoints_settings=cp2k_kpoints(structure, self.config.kpoint_density))
+        return cls(
+            user_input_settings=settings,
+            user_kpoints_settings=cp2k_kpoints(structure, self.config.kpoint_density),
+        )
 
-    def _run(self, structure: Structure, generator) -> str:  # noqa: ANN001
+    def _run(self, structure: Structure, generator) -> str:
         from atomate2.cp2k.files import write_cp2k_input_set
         from atomate2.cp2k.run import run_cp2k
 
@@ -231,14 +254,24 @@ class Cp2kOracle(DftOracle):
         energies = _cp2k_energies(text)
         if not energies:
             raise RuntimeError("CP2K output has no total energy")
-        return SinglePoint(energy=energies[-1], forces=_cp2k_forces(text, len(structure)),
-                           stress=_cp2k_stress(text))
+        return SinglePoint(
+            energy=energies[-1],
+            forces=_cp2k_forces(text, len(structure)),
+            stress=_cp2k_stress(text),
+        )
 
     def relax(self, structure: Structure, fmax: float, max_steps: int) -> Relaxation:
-        """CP2K's cell optimisation; every force evaluation counts, those of runs custodian
-        restarted included."""
-        motion = {"optimizer": "BFGS", "trust_radius": 0.1, "max_iter": max_steps,
-                  "max_force": fmax / (Hartree / Bohr), "rms_force": fmax / (Hartree / Bohr) / 1.5}
+        """Relax with CP2K's cell optimisation, counting every force evaluation.
+
+        The evaluations of runs that custodian restarted count too.
+        """
+        motion = {
+            "optimizer": "BFGS",
+            "trust_radius": 0.1,
+            "max_iter": max_steps,
+            "max_force": fmax / (Hartree / Bohr),
+            "rms_force": fmax / (Hartree / Bohr) / 1.5,
+        }
         with workdir("cp2k", "relax", structure) as path:
             try:
                 text = self._run(structure, self.input_generator(structure, motion))
@@ -256,6 +289,9 @@ class Cp2kOracle(DftOracle):
         if not energies:
             raise RuntimeError("CP2K relaxation produced no energy")
         final = out.final_structure if out.structures else structure
-        return Relaxation(structure=final, energy=energies[-1],
-                          n_steps=len(energies) + _restarted_evaluations(path),
-                          converged="GEOMETRY OPTIMIZATION COMPLETED" in text)
+        return Relaxation(
+            structure=final,
+            energy=energies[-1],
+            n_steps=len(energies) + _restarted_evaluations(path),
+            converged="GEOMETRY OPTIMIZATION COMPLETED" in text,
+        )

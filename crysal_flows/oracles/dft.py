@@ -26,18 +26,22 @@ __all__ = ["DftOracle", "merge_settings", "workdir"]
 
 
 def merge_settings(base: dict, update: dict) -> dict:
-    """``base`` updated by ``update``, nested dictionaries merged key by key."""
+    """Return ``base`` updated by ``update``, nested dictionaries merged key by key."""
     out = dict(base)
     for k, v in update.items():
-        out[k] = merge_settings(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            merge_settings(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
 @contextmanager
 def workdir(kind: str, task: str, structure: Structure) -> Iterator[Path]:
-    """A fresh directory under the job's working directory, kept for inspection afterwards."""
-    h = hashlib.sha1(np.round(structure.cart_coords, 6).tobytes()
-                     + np.round(structure.lattice.matrix, 6).tobytes()).hexdigest()[:12]
+    """Work in a fresh directory under the job's directory, kept for inspection afterwards."""
+    h = hashlib.sha1(
+        np.round(structure.cart_coords, 6).tobytes()
+        + np.round(structure.lattice.matrix, 6).tobytes()
+    ).hexdigest()[:12]
     base = Path.cwd() / "dft"
     path = base / f"{kind}-{task}-{h}"
     k = 1
@@ -68,7 +72,11 @@ class DftOracle(Oracle):
     is_dft = True
 
     def identity_settings(self) -> dict[str, Any]:
-        """What changes the numbers: the input settings and the k-point density (not the command
-        or the number of processes)."""
-        return {"input_settings": self.config.input_settings,
-                "kpoint_density": self.config.kpoint_density}
+        """Return what changes the numbers: the input settings and the k-point density.
+
+        The command and the number of processes are not part of it.
+        """
+        return {
+            "input_settings": self.config.input_settings,
+            "kpoint_density": self.config.kpoint_density,
+        }

@@ -40,7 +40,6 @@ VASP_DEFAULTS: dict[str, Any] = {
 }
 
 
-
 def _vasp_file(path: Path, name: str) -> Path:
     for candidate in (path / name, path / f"{name}.gz"):
         if candidate.exists():
@@ -48,11 +47,15 @@ def _vasp_file(path: Path, name: str) -> Path:
     raise FileNotFoundError(f"no {name} in {path}")
 
 
-def _vasprun(path: Path):  # noqa: ANN202
+def _vasprun(path: Path):
     from pymatgen.io.vasp import Vasprun
 
-    return Vasprun(str(_vasp_file(path, "vasprun.xml")), parse_dos=False, parse_eigen=False,
-                   parse_potcar_file=False)
+    return Vasprun(
+        str(_vasp_file(path, "vasprun.xml")),
+        parse_dos=False,
+        parse_eigen=False,
+        parse_potcar_file=False,
+    )
 
 
 def parse_vasp_static(path: Path) -> SinglePoint:
@@ -66,28 +69,31 @@ def parse_vasp_static(path: Path) -> SinglePoint:
         raise RuntimeError("VASP SCF did not converge")
     step = vr.ionic_steps[-1]
     stress = -np.asarray(step["stress"], dtype=float) * 0.1 * GPa
-    return SinglePoint(energy=float(step["e_fr_energy"]),
-                       forces=np.asarray(step["forces"], float), stress=stress)
+    return SinglePoint(
+        energy=float(step["e_fr_energy"]), forces=np.asarray(step["forces"], float), stress=stress
+    )
 
 
 class VaspOracle(DftOracle):
     """VASP single points and relaxations (IBRION 2, ISIF 3) through atomate2."""
 
     def check(self, elements: list[str] | None = None) -> None:
-        """The executable on PATH and pymatgen's POTCAR directory."""
+        """Check the executable on PATH and pymatgen's POTCAR directory."""
         command = load_settings().vasp_command.split()
         exe = next((w for w in command if "vasp" in w), command[-1])
         if not shutil.which(exe):
             raise OracleUnavailableError(
                 f"VASP executable {exe!r} not found on PATH: load the VASP module or set "
-                "CRYSAL_VASP_COMMAND (or vasp_command in ~/.crysal.yaml)")
+                "CRYSAL_VASP_COMMAND (or vasp_command in ~/.crysal.yaml)"
+            )
         from pymatgen.core import SETTINGS
 
         if not (SETTINGS.get("PMG_VASP_PSP_DIR") or os.environ.get("PMG_VASP_PSP_DIR")):
-            raise OracleUnavailableError("VASP needs POTCARs: set PMG_VASP_PSP_DIR (pymatgen's "
-                                         ".pmgrc.yaml)")
+            raise OracleUnavailableError(
+                "VASP needs POTCARs: set PMG_VASP_PSP_DIR (pymatgen's .pmgrc.yaml)"
+            )
 
-    def input_generator(self, relax: dict | None = None):  # noqa: ANN201
+    def input_generator(self, relax: dict | None = None):
         """atomate2's static (or, with ``relax``, full relaxation) input set generator."""
         from atomate2.vasp.sets.core import RelaxSetGenerator, StaticSetGenerator
 
@@ -96,11 +102,13 @@ class VaspOracle(DftOracle):
             incar.update(relax)
         incar.update(self.config.input_settings)
         cls = RelaxSetGenerator if relax is not None else StaticSetGenerator
-        return cls(user_incar_settings=incar,
-                   user_kpoints_settings={"reciprocal_density": self.config.kpoint_density},
-                   user_potcar_functional="PBE_54")
+        return cls(
+            user_incar_settings=incar,
+            user_kpoints_settings={"reciprocal_density": self.config.kpoint_density},
+            user_potcar_functional="PBE_54",
+        )
 
-    def _run(self, structure: Structure, generator) -> None:  # noqa: ANN001
+    def _run(self, structure: Structure, generator) -> None:
         from atomate2.vasp.files import write_vasp_input_set
         from atomate2.vasp.run import run_vasp
 
@@ -108,7 +116,7 @@ class VaspOracle(DftOracle):
         run_vasp(vasp_cmd=load_settings().vasp_command, max_errors=self.config.max_errors)
 
     def single_point(self, structure: Structure) -> SinglePoint:
-        """A static run."""
+        """Run a static calculation."""
         with workdir("vasp", "static", structure) as path:
             self._run(structure, self.input_generator())
             return parse_vasp_static(path)
@@ -120,5 +128,9 @@ class VaspOracle(DftOracle):
             self._run(structure, self.input_generator(incar))
             vr = _vasprun(path)
         steps = vr.ionic_steps
-        return Relaxation(structure=vr.final_structure, energy=float(steps[-1]["e_fr_energy"]),
-                          n_steps=len(steps), converged=bool(vr.converged_ionic))
+        return Relaxation(
+            structure=vr.final_structure,
+            energy=float(steps[-1]["e_fr_energy"]),
+            n_steps=len(steps),
+            converged=bool(vr.converged_ionic),
+        )

@@ -14,11 +14,11 @@ from jobflow import Maker
 from crysal_flows.config import RelaxationConfig
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
+from crysal_flows.models.ensemble import load_ensemble
 from crysal_flows.relaxation.relax import relax_batched
 from crysal_flows.relaxation.schemas import ShardDocument
 from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.settings import apply_torch_settings
-from crysal_flows.models.ensemble import load_ensemble
 from crysal_flows.training.schemas import EnsembleDocument
 from crysal_flows.utils import atoms_to_structure, structure_to_atoms
 
@@ -44,8 +44,9 @@ class RelaxShardMaker(Maker):
     config: RelaxationConfig = field(default_factory=RelaxationConfig)
 
     @crysal_job(data="candidates", schema=ShardDocument)
-    def make(self, pool: PoolDocument, ensemble: EnsembleDocument, cycle: int, shard: int,
-             n_shards: int) -> ShardDocument:
+    def make(
+        self, pool: PoolDocument, ensemble: EnsembleDocument, cycle: int, shard: int, n_shards: int
+    ) -> ShardDocument:
         """Relax candidates ``shard_indices(len(pool), n_shards)[shard]``, batched."""
         apply_torch_settings()
         idx = shard_indices(len(pool.candidates), n_shards)[shard]
@@ -58,33 +59,57 @@ class RelaxShardMaker(Maker):
             now = time.perf_counter()
             if now - last[0] > 30 or done == total:
                 last[0] = now
-                logger.info("cycle %d shard %d/%d: %d/%d candidates relaxed (%.0f s)", cycle,
-                            shard + 1, n_shards, done, total, now - t0)
+                logger.info(
+                    "cycle %d shard %d/%d: %d/%d candidates relaxed (%.0f s)",
+                    cycle,
+                    shard + 1,
+                    n_shards,
+                    done,
+                    total,
+                    now - t0,
+                )
 
-        outcomes = relax_batched([structure_to_atoms(c.structure) for c in cands], ens,
-                                 self.config, pool.reference_volume, progress=progress)
+        outcomes = relax_batched(
+            [structure_to_atoms(c.structure) for c in cands],
+            ens,
+            self.config,
+            pool.reference_volume,
+            progress=progress,
+        )
         n_atoms = pool.n_atoms
         new = []
         for c, o in zip(cands, outcomes, strict=True):
-            new.append(c.model_copy(update={
-                "structure": atoms_to_structure(o.best_atoms),
-                "final_structure": atoms_to_structure(o.final_atoms),
-                "energy_per_atom": _finite(o.energy / n_atoms),
-                "sigma_energy": _finite(o.sigma_energy / n_atoms),
-                "sigma_force": _finite(o.sigma_force),
-                "max_force": _finite(o.max_force),
-                "status": o.status,
-                "steps": o.steps,
-                "total_steps": c.total_steps + o.steps,
-            }))
+            new.append(
+                c.model_copy(
+                    update={
+                        "structure": atoms_to_structure(o.best_atoms),
+                        "final_structure": atoms_to_structure(o.final_atoms),
+                        "energy_per_atom": _finite(o.energy / n_atoms),
+                        "sigma_energy": _finite(o.sigma_energy / n_atoms),
+                        "sigma_force": _finite(o.sigma_force),
+                        "max_force": _finite(o.max_force),
+                        "status": o.status,
+                        "steps": o.steps,
+                        "total_steps": c.total_steps + o.steps,
+                    }
+                )
+            )
         counts = Counter(o.status.value for o in outcomes)
-        return ShardDocument(cycle=cycle, shard=shard, n_shards=n_shards, candidates=new,
-                             seconds=time.perf_counter() - t0, steps=sum(o.steps for o in outcomes),
-                             status_counts=dict(counts))
+        return ShardDocument(
+            cycle=cycle,
+            shard=shard,
+            n_shards=n_shards,
+            candidates=new,
+            seconds=time.perf_counter() - t0,
+            steps=sum(o.steps for o in outcomes),
+            status_counts=dict(counts),
+        )
 
 
 @crysal_job(data="candidates", schema=PoolDocument, gather=True)
-def merge_shards(shards: list[ShardDocument | None], pool: PoolDocument, cycle: int) -> PoolDocument:
+def merge_shards(
+    shards: list[ShardDocument | None], pool: PoolDocument, cycle: int
+) -> PoolDocument:
     """Merge relaxed shards into the pool.
 
     A shard whose job did not complete (it raised, or its worker was lost) arrives as ``None``: its
@@ -98,11 +123,19 @@ def merge_shards(shards: list[ShardDocument | None], pool: PoolDocument, cycle: 
             missing += 1
             continue
         relaxed.update((c.index, c) for c in shard.candidates)
-    candidates = [relaxed.get(c.index) or c.model_copy(update={
-        "status": CandidateStatus.NOT_RELAXED, "steps": 0}) for c in pool.candidates]
+    candidates = [
+        relaxed.get(c.index)
+        or c.model_copy(update={"status": CandidateStatus.NOT_RELAXED, "steps": 0})
+        for c in pool.candidates
+    ]
     if missing:
         n_kept = len(pool.candidates) - len(relaxed)
-        logger.warning("cycle %d: %d of %d relaxation shards did not complete; their %d candidates "
-                       "keep their previous structures (status not_relaxed)", cycle, missing,
-                       len(shards), n_kept)
+        logger.warning(
+            "cycle %d: %d of %d relaxation shards did not complete; their %d candidates "
+            "keep their previous structures (status not_relaxed)",
+            cycle,
+            missing,
+            len(shards),
+            n_kept,
+        )
     return pool.model_copy(update={"cycle": cycle, "candidates": candidates})

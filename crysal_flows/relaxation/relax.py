@@ -1,10 +1,10 @@
-"""Relaxing candidates with the ensemble mean: batched FIRE (default) and the one-at-a-time ASE path.
+"""Relaxing candidates with the ensemble mean: batched FIRE, and the one-at-a-time ASE path.
 
-Both paths optimise positions and cell together with ASE's ``UnitCellFilter`` generalised coordinates
-(atom positions in the undeformed frame plus ``n_atoms`` times the deformation gradient) and ASE's FIRE
-rules, so they take identical steps up to floating-point noise. The batched path evaluates every
-ensemble member on many candidates at once and refills a slot as soon as its candidate stops, so one
-slow candidate never holds a batch.
+Both paths optimise positions and cell together with ASE's ``UnitCellFilter`` generalised
+coordinates (atom positions in the undeformed frame plus ``n_atoms`` times the deformation gradient)
+and ASE's FIRE rules, so they take identical steps up to floating-point noise. The batched path
+evaluates every ensemble member on many candidates at once and refills a slot as soon as its
+candidate stops, so one slow candidate never holds a batch.
 
 A candidate stops when
 - its largest generalised force is below ``fmax`` (``converged``),
@@ -58,8 +58,9 @@ class RelaxOutcome:
     energies: list[float] = field(default_factory=list)  # trajectory of mean energies
 
 
-def _generalised_forces(forces: np.ndarray, stress: np.ndarray, cell: np.ndarray,
-                        deform: np.ndarray) -> np.ndarray:
+def _generalised_forces(
+    forces: np.ndarray, stress: np.ndarray, cell: np.ndarray, deform: np.ndarray
+) -> np.ndarray:
     """ASE UnitCellFilter forces: atom forces in the undeformed frame plus virial / n_atoms."""
     n = len(forces)
     volume = abs(np.linalg.det(cell))
@@ -70,11 +71,24 @@ def _generalised_forces(forces: np.ndarray, stress: np.ndarray, cell: np.ndarray
     return out
 
 
-def _stop_reason(energy: float, forces: np.ndarray, stress: np.ndarray, sigma_f: float,
-                 gen_forces: np.ndarray, volume: float, steps: int, since_best: int,
-                 cfg: RelaxationConfig, min_volume: float) -> CandidateStatus | None:
-    if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()
-            and math.isfinite(sigma_f)):
+def _stop_reason(
+    energy: float,
+    forces: np.ndarray,
+    stress: np.ndarray,
+    sigma_f: float,
+    gen_forces: np.ndarray,
+    volume: float,
+    steps: int,
+    since_best: int,
+    cfg: RelaxationConfig,
+    min_volume: float,
+) -> CandidateStatus | None:
+    if not (
+        math.isfinite(energy)
+        and np.isfinite(forces).all()
+        and np.isfinite(stress).all()
+        and math.isfinite(sigma_f)
+    ):
         return CandidateStatus.FAILED
     if volume < min_volume:
         return CandidateStatus.FAILED
@@ -115,8 +129,9 @@ def _fire_update(slot: _Slot, gen_forces: np.ndarray, max_step: float) -> None:
     if slot.steps > 0:  # ASE FIRE starts with v = 0 and skips the mixing on its first step
         vf = float(np.vdot(f, slot.v))
         if vf > 0.0:
-            slot.v = ((1.0 - slot.a) * slot.v
-                      + slot.a * f / np.sqrt(np.vdot(f, f)) * np.sqrt(np.vdot(slot.v, slot.v)))
+            slot.v = (1.0 - slot.a) * slot.v + slot.a * f / np.sqrt(np.vdot(f, f)) * np.sqrt(
+                np.vdot(slot.v, slot.v)
+            )
             if slot.n_pos > _NMIN:
                 slot.dt = min(slot.dt * _FINC, _DTMAX)
                 slot.a *= _FA
@@ -172,8 +187,9 @@ def relax_batched(
             i = queue.popleft()
             a = atoms_list[i].copy()
             a.calc = None
-            active.append(_Slot(index=i, atoms=a, orig_cell=a.cell.array.copy(),
-                                v=np.zeros((n_atoms + 3, 3))))
+            active.append(
+                _Slot(index=i, atoms=a, orig_cell=a.cell.array.copy(), v=np.zeros((n_atoms + 3, 3)))
+            )
         pred = ensemble.predict([s.atoms for s in active])
         e_mean, f_mean, s_mean = pred.mean_energy, pred.mean_forces, pred.mean_stress
         sig_e = pred.sigma_energy
@@ -188,9 +204,18 @@ def relax_batched(
             new_best = math.isfinite(energy) and energy < slot.best_energy
             slot.since_best = 0 if new_best else slot.since_best + 1
             slot.energies.append(energy)
-            reason = _stop_reason(energy, f_mean[k], s_mean[k], float(sig_f[k]), gen,
-                                  volumes[k], slot.steps, slot.since_best, cfg,
-                                  min_volume)
+            reason = _stop_reason(
+                energy,
+                f_mean[k],
+                s_mean[k],
+                float(sig_f[k]),
+                gen,
+                volumes[k],
+                slot.steps,
+                slot.since_best,
+                cfg,
+                min_volume,
+            )
             # a frame where the ensemble disagrees (or that failed) never becomes the structure
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
                 slot.best_energy, slot.best_atoms = energy, slot.atoms.copy()
@@ -208,11 +233,19 @@ def relax_batched(
     return [results[i] for i in range(len(atoms_list))]
 
 
-def _outcome(slot: _Slot, reason: CandidateStatus, sigma_f: float, gen: np.ndarray,
-             atoms_list: Sequence[Atoms]) -> RelaxOutcome:
+def _outcome(
+    slot: _Slot,
+    reason: CandidateStatus,
+    sigma_f: float,
+    gen: np.ndarray,
+    atoms_list: Sequence[Atoms],
+) -> RelaxOutcome:
     best = slot.best_atoms if slot.best_atoms is not None else atoms_list[slot.index].copy()
     return RelaxOutcome(
-        status=reason, steps=slot.steps, best_atoms=best, final_atoms=slot.atoms.copy(),
+        status=reason,
+        steps=slot.steps,
+        best_atoms=best,
+        final_atoms=slot.atoms.copy(),
         energy=slot.best_energy if slot.best_atoms is not None else slot.energies[0],
         sigma_energy=slot.best_sigma_e,
         sigma_force=sigma_f if math.isfinite(sigma_f) else math.nan,
@@ -228,7 +261,7 @@ class CommitteeCalculator(Calculator):
     ``EnsemblePrediction.sigma_generalised_force``).
     """
 
-    implemented_properties = ("energy", "free_energy", "forces", "stress")  # noqa: RUF012
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
 
     def __init__(self, ensemble: Ensemble, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -250,9 +283,10 @@ class CommitteeCalculator(Calculator):
         }
 
 
-def relax_ase(atoms_list: Sequence[Atoms], ensemble: Ensemble, cfg: RelaxationConfig,
-              reference_volume: float) -> list[RelaxOutcome]:
-    """The reference path: each candidate alone, with ASE's FIRE and UnitCellFilter."""
+def relax_ase(
+    atoms_list: Sequence[Atoms], ensemble: Ensemble, cfg: RelaxationConfig, reference_volume: float
+) -> list[RelaxOutcome]:
+    """Return the reference path: each candidate alone, with ASE's FIRE and UnitCellFilter."""
     from ase.filters import UnitCellFilter
     from ase.optimize import FIRE
 
@@ -274,8 +308,18 @@ def relax_ase(atoms_list: Sequence[Atoms], ensemble: Ensemble, cfg: RelaxationCo
             energies.append(energy)
             new_best = math.isfinite(energy) and energy < best_e
             since_best = 0 if new_best else since_best + 1
-            reason = _stop_reason(energy, forces, stress, sig_f, gen, atoms.get_volume(), steps,
-                                  since_best, cfg, min_volume)
+            reason = _stop_reason(
+                energy,
+                forces,
+                stress,
+                sig_f,
+                gen,
+                atoms.get_volume(),
+                steps,
+                since_best,
+                cfg,
+                min_volume,
+            )
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
                 best_e, best_atoms = energy, atoms.copy()
                 best_se = float(atoms.calc.results["sigma_energy"])
@@ -287,12 +331,20 @@ def relax_ase(atoms_list: Sequence[Atoms], ensemble: Ensemble, cfg: RelaxationCo
         final.calc = None
         if best_atoms is not None:
             best_atoms.calc = None
-        outcomes.append(RelaxOutcome(
-            status=reason, steps=steps, best_atoms=best_atoms if best_atoms is not None else a0.copy(),
-            final_atoms=final, energy=best_e if best_atoms is not None else energies[0],
-            sigma_energy=best_se, sigma_force=sig_f,
-            max_force=float(np.sqrt((gen**2).sum(1)).max()), energies=energies,
-        ))
-        logger.debug("ASE relaxation: %s after %d steps (%.2fs)", reason, steps,
-                     time.perf_counter() - t0)
+        outcomes.append(
+            RelaxOutcome(
+                status=reason,
+                steps=steps,
+                best_atoms=best_atoms if best_atoms is not None else a0.copy(),
+                final_atoms=final,
+                energy=best_e if best_atoms is not None else energies[0],
+                sigma_energy=best_se,
+                sigma_force=sig_f,
+                max_force=float(np.sqrt((gen**2).sum(1)).max()),
+                energies=energies,
+            )
+        )
+        logger.debug(
+            "ASE relaxation: %s after %d steps (%.2fs)", reason, steps, time.perf_counter() - t0
+        )
     return outcomes

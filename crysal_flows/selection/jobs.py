@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 
-
 from crysal_flows.config import SelectionConfig
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
@@ -21,7 +20,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["perturb", "select_structures"]
 
 
-def perturb(candidate_atoms, rng: np.random.Generator, rattle: float, strain: float):  # noqa: ANN001, ANN201
+def perturb(candidate_atoms, rng: np.random.Generator, rattle: float, strain: float):
     """Rattle positions (uniform in a ball of radius ``rattle``) and strain the cell randomly."""
     atoms = candidate_atoms.copy()
     if strain > 0:
@@ -37,7 +36,7 @@ def perturb(candidate_atoms, rng: np.random.Generator, rattle: float, strain: fl
     return atoms
 
 
-def _label_source(c: Candidate):  # noqa: ANN202
+def _label_source(c: Candidate):
     # The last frame the ensemble trusted (for an uncertain stop, the one before it disagreed): the
     # frame that stopped it may already have atoms pulled together by an extrapolating model.
     return c.structure
@@ -48,15 +47,21 @@ def _is_stuck(c: Candidate) -> bool:
     return c.status == CandidateStatus.UNCERTAIN and c.steps == 0
 
 
-def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.random.Generator,
-          n: int) -> list[tuple[Candidate, str, float | None]]:
+def _pick(
+    pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.random.Generator, n: int
+) -> list[tuple[Candidate, str, float | None]]:
     cands = pool.candidates
     if cycle == 0 or all(c.energy_per_atom is None for c in cands):
         idx = rng.choice(len(cands), size=n, replace=False)
         return [(cands[i], "random", None) for i in idx]
-    usable = [c for c in cands if c.status != CandidateStatus.FAILED
-              and c.energy_per_atom is not None and math.isfinite(c.energy_per_atom)]
-    n_random = int(round(config.random_fraction * n))
+    usable = [
+        c
+        for c in cands
+        if c.status != CandidateStatus.FAILED
+        and c.energy_per_atom is not None
+        and math.isfinite(c.energy_per_atom)
+    ]
+    n_random = round(config.random_fraction * n)
     n_stuck = round(config.stuck_fraction * n)
 
     def score(c: Candidate) -> float:
@@ -96,8 +101,9 @@ def _pick(pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.rando
 
 
 @crysal_job(schema=SelectionDocument)
-def select_structures(pool: PoolDocument, ensemble, cycle: int, config: SelectionConfig,
-                      seed: int) -> SelectionDocument:
+def select_structures(
+    pool: PoolDocument, ensemble, cycle: int, config: SelectionConfig, seed: int
+) -> SelectionDocument:
     """Pick, perturb and (if an ensemble exists) predict the structures to label this cycle.
 
     The ensemble's prediction on each perturbed structure is stored so that, once labelled, the
@@ -107,8 +113,10 @@ def select_structures(pool: PoolDocument, ensemble, cycle: int, config: Selectio
     n = config.n_labels if cycle > 0 else (config.n_labels_first or config.n_labels)
     picks = _pick(pool, config, cycle, rng, n)
     rattle = config.rattle * config.rattle_decay**cycle
-    atoms = [perturb(structure_to_atoms(_label_source(c)), rng, rattle, config.strain)
-             for c, _, _ in picks]
+    atoms = [
+        perturb(structure_to_atoms(_label_source(c)), rng, rattle, config.strain)
+        for c, _, _ in picks
+    ]
     pred_e = pred_s = [None] * len(atoms)
     if ensemble is not None and atoms:
         pred = load_ensemble(ensemble).predict(atoms)
@@ -116,12 +124,24 @@ def select_structures(pool: PoolDocument, ensemble, cycle: int, config: Selectio
         pred_e = [float(x) / n_at for x in pred.mean_energy]
         pred_s = [float(x) / n_at for x in pred.sigma_energy]
     structures = [
-        SelectedStructure(structure=atoms_to_structure(a), source_index=c.index, reason=reason,
-                          score=score, predicted_energy_per_atom=pe, predicted_sigma_energy=ps)
+        SelectedStructure(
+            structure=atoms_to_structure(a),
+            source_index=c.index,
+            reason=reason,
+            score=score,
+            predicted_energy_per_atom=pe,
+            predicted_sigma_energy=ps,
+        )
         for a, (c, reason, score), pe, ps in zip(atoms, picks, pred_e, pred_s, strict=True)
     ]
-    counts = {r: sum(s.reason == r for s in structures)
-              for r in ("score", "uncertain", "stuck", "random")}
-    logger.info("cycle %d: selected %d structures to label %s (rattle %.3f A)", cycle,
-                len(structures), counts, rattle)
+    counts = {
+        r: sum(s.reason == r for s in structures) for r in ("score", "uncertain", "stuck", "random")
+    }
+    logger.info(
+        "cycle %d: selected %d structures to label %s (rattle %.3f A)",
+        cycle,
+        len(structures),
+        counts,
+        rattle,
+    )
     return SelectionDocument(cycle=cycle, rattle=rattle, structures=structures)

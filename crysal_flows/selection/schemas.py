@@ -14,8 +14,9 @@ class SelectedStructure(BaseModel):
     structure: Structure = Field(..., description="Perturbed structure sent to the oracle.")
     source_index: int = Field(..., description="Pool index of the candidate it came from.")
     reason: str = Field(
-        ..., description="random, score (low LAQA score), uncertain, or stuck (stopped as "
-        "uncertain before its first step)."
+        ...,
+        description="random, score (low LAQA score), uncertain, or stuck (stopped as "
+        "uncertain before its first step).",
     )
     score: float | None = Field(None, description="LAQA-like score of the candidate, eV/atom.")
     predicted_energy_per_atom: float | None = Field(

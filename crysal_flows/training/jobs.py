@@ -9,9 +9,9 @@ import numpy as np
 from jobflow import Maker
 
 from crysal_flows.config import TrainingConfig
+from crysal_flows.jobs import crysal_job
 from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.models.checkpoint import decode, read_model_file
-from crysal_flows.jobs import crysal_job
 from crysal_flows.settings import apply_torch_settings
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
 from crysal_flows.training.train import Frame, train_member
@@ -26,11 +26,16 @@ def labels_to_frames(training_set: TrainingSetDocument) -> list[Frame]:
     frames = []
     for label in training_set.labels:
         s = label.structure
-        frames.append(Frame(
-            numbers=np.array([site.specie.Z for site in s]), positions=s.cart_coords,
-            cell=s.lattice.matrix, energy=float(label.energy), forces=np.asarray(label.forces),
-            stress=np.asarray(label.stress),
-        ))
+        frames.append(
+            Frame(
+                numbers=np.array([site.specie.Z for site in s]),
+                positions=s.cart_coords,
+                cell=s.lattice.matrix,
+                energy=float(label.energy),
+                forces=np.asarray(label.forces),
+                stress=np.asarray(label.stress),
+            )
+        )
     return frames
 
 
@@ -42,11 +47,20 @@ class TrainMemberMaker(Maker):
     config: TrainingConfig = field(default_factory=TrainingConfig)
 
     @crysal_job(data="checkpoint", schema=MemberDocument)
-    def make(self, training_set: TrainingSetDocument, cycle: int, member: int, seed: int,
-             previous: MemberDocument | None = None,
-             init_model: list[str] | None = None) -> MemberDocument:
-        """Train member ``member`` of cycle ``cycle`` from scratch, from ``previous``, or from
-        ``init_model`` (``[path, sha256]`` of an exported member file)."""
+    def make(
+        self,
+        training_set: TrainingSetDocument,
+        cycle: int,
+        member: int,
+        seed: int,
+        previous: MemberDocument | None = None,
+        init_model: list[str] | None = None,
+    ) -> MemberDocument:
+        """Train member ``member`` of cycle ``cycle``.
+
+        From scratch, from ``previous``, or from ``init_model`` (``[path, sha256]`` of an
+        exported member file).
+        """
         apply_torch_settings()
         init = (previous.checkpoint, previous.sha256) if previous is not None else None
         if init is None and init_model is not None:
@@ -58,16 +72,32 @@ class TrainMemberMaker(Maker):
         n_params = sum(p.numel() for p in model.parameters())
         logger.info(
             "cycle %d: member %d trained on %d structures in %.0f s (%d epochs), RMSE E %.3f "
-            "eV/atom, F %.3f eV/A (train)%s", cycle, member + 1, result.n_train, result.seconds,
-            result.epochs, result.train_rmse_energy, result.train_rmse_forces,
-            "" if result.validation_rmse_energy is None else
-            f", E {result.validation_rmse_energy:.3f}, F {result.validation_rmse_forces:.3f} (held out)",
+            "eV/atom, F %.3f eV/A (train)%s",
+            cycle,
+            member + 1,
+            result.n_train,
+            result.seconds,
+            result.epochs,
+            result.train_rmse_energy,
+            result.train_rmse_forces,
+            ""
+            if result.validation_rmse_energy is None
+            else f", E {result.validation_rmse_energy:.3f}, "
+            f"F {result.validation_rmse_forces:.3f} (held out)",
         )
         return MemberDocument(
-            cycle=cycle, member=member, seed=seed, warm_started=init is not None,
-            checkpoint=result.checkpoint, sha256=result.sha256, n_parameters=n_params,
-            n_train=result.n_train, n_validation=result.n_validation, epochs=result.epochs,
-            seconds=result.seconds, train_rmse_energy=result.train_rmse_energy,
+            cycle=cycle,
+            member=member,
+            seed=seed,
+            warm_started=init is not None,
+            checkpoint=result.checkpoint,
+            sha256=result.sha256,
+            n_parameters=n_params,
+            n_train=result.n_train,
+            n_validation=result.n_validation,
+            epochs=result.epochs,
+            seconds=result.seconds,
+            train_rmse_energy=result.train_rmse_energy,
             train_rmse_forces=result.train_rmse_forces,
             validation_rmse_energy=result.validation_rmse_energy,
             validation_rmse_forces=result.validation_rmse_forces,
@@ -79,10 +109,16 @@ def gather_ensemble(members: list[MemberDocument | None], cycle: int) -> Ensembl
     """Collect the members that trained; fails only if fewer than two did."""
     ok = [m for m in members if m is not None]
     if len(ok) < 2:
-        raise RuntimeError(f"cycle {cycle}: only {len(ok)} of {len(members)} ensemble members "
-                           "trained; an ensemble needs at least two")
+        raise RuntimeError(
+            f"cycle {cycle}: only {len(ok)} of {len(members)} ensemble members "
+            "trained; an ensemble needs at least two"
+        )
     if len(ok) < len(members):
-        logger.warning("cycle %d: %d of %d members failed to train; going on with %d",
-                       cycle, len(members) - len(ok), len(members), len(ok))
+        logger.warning(
+            "cycle %d: %d of %d members failed to train; going on with %d",
+            cycle,
+            len(members) - len(ok),
+            len(members),
+            len(ok),
+        )
     return EnsembleDocument(cycle=cycle, members=ok, n_requested=len(members))
-

@@ -38,7 +38,7 @@ class Frame:
     forces: np.ndarray
     stress: np.ndarray  # 3x3
 
-    def to_atoms(self):  # noqa: ANN201
+    def to_atoms(self):
         """Return the structure as ASE atoms."""
         from ase import Atoms
 
@@ -72,28 +72,35 @@ def filter_outliers(frames: Sequence[Frame], n_sigma: float) -> list[Frame]:
 
 
 def _targets(frames: Sequence[Frame], ceiling: float) -> list[dict[str, torch.Tensor]]:
-    """Training targets; a frame above ``ceiling`` (eV/atom) becomes a lower bound at ``ceiling``."""
+    """Return the training targets; frames above ``ceiling`` (eV/atom) are bounds at it."""
     out = []
     for f in frames:
         n = len(f.numbers)
         bound = f.energy / n > ceiling
-        out.append({
-            "energy": torch.tensor([ceiling * n if bound else f.energy], dtype=DTYPE),
-            "forces": torch.tensor(f.forces, dtype=DTYPE),
-            "stress": torch.tensor(np.asarray(f.stress).reshape(1, 3, 3), dtype=DTYPE),
-            "n_atoms": torch.tensor([n], dtype=DTYPE),
-            "bound": torch.tensor([bound], dtype=torch.bool),
-        })
+        out.append(
+            {
+                "energy": torch.tensor([ceiling * n if bound else f.energy], dtype=DTYPE),
+                "forces": torch.tensor(f.forces, dtype=DTYPE),
+                "stress": torch.tensor(np.asarray(f.stress).reshape(1, 3, 3), dtype=DTYPE),
+                "n_atoms": torch.tensor([n], dtype=DTYPE),
+                "bound": torch.tensor([bound], dtype=torch.bool),
+            }
+        )
     return out
 
 
-def _evaluate(model: torch.nn.Module, graphs: list[dict], targets: list[dict],
-              idx: Sequence[int], batch_size: int) -> tuple[float, float]:
+def _evaluate(
+    model: torch.nn.Module,
+    graphs: list[dict],
+    targets: list[dict],
+    idx: Sequence[int],
+    batch_size: int,
+) -> tuple[float, float]:
     """RMSE of energy per atom and of force components on frames ``idx`` (lower bounds left out)."""
     se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0
     idx = [i for i in idx if not bool(targets[i]["bound"])]
     for start in range(0, len(idx), batch_size):
-        chunk = idx[start:start + batch_size]
+        chunk = idx[start : start + batch_size]
         batch = collate([graphs[i] for i in chunk])
         out = model(batch, training=False, compute_force=True, compute_stress=False)
         t = [targets[i] for i in chunk]
@@ -150,8 +157,10 @@ def train_member(
     frames = filter_outliers(frames, config.outlier_sigma)
     n_fit = sum(f.energy / len(f.numbers) <= ceiling for f in frames)
     if n_fit < 2:
-        raise ValueError(f"cannot train on {n_fit} labelled structure(s) within "
-                         f"{config.max_energy_above_min} eV/atom of the lowest; need at least 2")
+        raise ValueError(
+            f"cannot train on {n_fit} labelled structure(s) within "
+            f"{config.max_energy_above_min} eV/atom of the lowest; need at least 2"
+        )
     rng = np.random.default_rng(seed)
     train_idx, val_idx = _split(len(frames), config.validation_fraction, seed)
 
@@ -160,18 +169,35 @@ def train_member(
         hyper = {**hyper, "seed": seed}
         epochs = config.warm_start_epochs
     else:
-        z = sorted({int(x) for f in frames for x in f.numbers}) if z_table is None else list(z_table)
+        z = (
+            sorted({int(x) for f in frames for x in f.numbers})
+            if z_table is None
+            else list(z_table)
+        )
         # reference energies and scales from the frames that are fitted, not the lower bounds
-        train_frames = [frames[i] for i in train_idx
-                        if frames[i].energy / len(frames[i].numbers) <= ceiling]
+        train_frames = [
+            frames[i] for i in train_idx if frames[i].energy / len(frames[i].numbers) <= ceiling
+        ]
         train_frames = train_frames or [f for f in frames if f.energy / len(f.numbers) <= ceiling]
         e0 = atomic_energies([f.numbers for f in train_frames], [f.energy for f in train_frames], z)
         graphs0 = [graph_arrays(f.to_atoms(), z, config.r_max) for f in train_frames]
-        force_rms = float(np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in train_frames]) ** 2)))
+        force_rms = float(
+            np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in train_frames]) ** 2))
+        )
         hyper = {
-            **config.model_dump(include={"r_max", "channels", "max_l", "max_ell", "num_interactions",
-                                         "correlation", "num_bessel", "radial_mlp",
-                                         "pair_repulsion"}),
+            **config.model_dump(
+                include={
+                    "r_max",
+                    "channels",
+                    "max_l",
+                    "max_ell",
+                    "num_interactions",
+                    "correlation",
+                    "num_bessel",
+                    "radial_mlp",
+                    "pair_repulsion",
+                }
+            ),
             "z_table": z,
             "atomic_energies": e0,
             "avg_num_neighbors": average_neighbours(graphs0),
@@ -201,7 +227,7 @@ def train_member(
     for epoch in range(epochs):
         perm = [train_idx[k] for k in rng.permutation(len(train_idx))]
         for start in range(0, len(perm), bs):
-            chunk = perm[start:start + bs]
+            chunk = perm[start : start + bs]
             batch = collate([graphs[i] for i in chunk])
             t = [targets[i] for i in chunk]
             out = model(batch, training=True, compute_force=True, compute_stress=True)
@@ -211,11 +237,15 @@ def train_member(
             # lower bounds: only a prediction below the ceiling is an error
             e_err = torch.where(bound, torch.clamp(e_err, max=0.0), e_err)
             fitted = (~bound).to(DTYPE)
-            f_err = (out["forces"] - torch.cat([x["forces"] for x in t])) * fitted[batch["batch"]][:, None]
+            f_err = (out["forces"] - torch.cat([x["forces"] for x in t])) * fitted[batch["batch"]][
+                :, None
+            ]
             s_err = (out["stress"] - torch.cat([x["stress"] for x in t])) * fitted[:, None, None]
-            loss = (config.energy_weight * (e_err**2).mean()
-                    + config.forces_weight * (f_err**2).mean()
-                    + config.stress_weight * (s_err**2).mean())
+            loss = (
+                config.energy_weight * (e_err**2).mean()
+                + config.forces_weight * (f_err**2).mean()
+                + config.stress_weight * (s_err**2).mean()
+            )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -234,8 +264,15 @@ def train_member(
     va_e, va_f = _evaluate(model, graphs, targets, fitted_val, bs) if fitted_val else (None, None)
     checkpoint, sha = encode(model, hyper)
     return TrainResult(
-        checkpoint=checkpoint, sha256=sha, hyper=hyper, n_train=len(train_idx),
-        n_validation=len(val_idx), epochs=epochs, seconds=time.perf_counter() - t0,
-        train_rmse_energy=tr_e, train_rmse_forces=tr_f,
-        validation_rmse_energy=va_e, validation_rmse_forces=va_f,
+        checkpoint=checkpoint,
+        sha256=sha,
+        hyper=hyper,
+        n_train=len(train_idx),
+        n_validation=len(val_idx),
+        epochs=epochs,
+        seconds=time.perf_counter() - t0,
+        train_rmse_energy=tr_e,
+        train_rmse_forces=tr_f,
+        validation_rmse_energy=va_e,
+        validation_rmse_forces=va_f,
     )

@@ -12,15 +12,15 @@ from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
+from crysal_flows.analysis.schemas import CycleSummary
 from crysal_flows.config import OracleConfig, ReferenceStructure
-from crysal_flows.oracles import get_oracle, oracle_identity
+from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import Step, crysal_job, tag
+from crysal_flows.oracles import get_oracle, oracle_identity
 from crysal_flows.refs import StoredOutput
 from crysal_flows.routing import route
 from crysal_flows.settings import WorkersConfig
 from crysal_flows.utils import atoms_to_structure, space_group
-from crysal_flows.analysis.schemas import CycleSummary
-from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.validation.schemas import (
     FailedRelaxationDocument,
     MinimumDocument,
@@ -42,32 +42,54 @@ __all__ = [
 ]
 
 
-def oracle_relax(structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int,
-                 **meta) -> OracleRelaxDocument:
+def oracle_relax(
+    structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int, **meta
+) -> OracleRelaxDocument:
     """Relax positions and cell with the oracle, counting oracle calls; failures are recorded."""
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
     identity = runner.identity
     try:
         result = runner.relax(structure, fmax, max_steps)
-        final, energy, calls, converged = (result.structure, result.energy, result.n_steps,
-                                           result.converged)
+        final, energy, calls, converged = (
+            result.structure,
+            result.energy,
+            result.n_steps,
+            result.converged,
+        )
         if not math.isfinite(energy):
             raise FloatingPointError("oracle energy is not finite")
     except Exception as exc:  # the report lists failures; the search result survives them
-        logger.warning("validation: oracle relaxation failed after %.0f s: %s",
-                       time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"[:200])
-        return OracleRelaxDocument(oracle=identity, success=False,
-                                   error=f"{type(exc).__name__}: {exc}"[:500],
-                                   initial_structure=structure, seconds=time.perf_counter() - t0,
-                                   **meta)
-    logger.info("validation: relaxed with the oracle to %.4f eV/atom in %d steps (%s), %.0f s",
-                energy / len(structure), calls, "converged" if converged else "not converged",
-                time.perf_counter() - t0)
+        logger.warning(
+            "validation: oracle relaxation failed after %.0f s: %s",
+            time.perf_counter() - t0,
+            f"{type(exc).__name__}: {exc}"[:200],
+        )
+        return OracleRelaxDocument(
+            oracle=identity,
+            success=False,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            initial_structure=structure,
+            seconds=time.perf_counter() - t0,
+            **meta,
+        )
+    logger.info(
+        "validation: relaxed with the oracle to %.4f eV/atom in %d steps (%s), %.0f s",
+        energy / len(structure),
+        calls,
+        "converged" if converged else "not converged",
+        time.perf_counter() - t0,
+    )
     return OracleRelaxDocument(
-        oracle=identity, success=True, converged=converged, oracle_calls=calls,
-        initial_structure=structure, structure=final,
-        energy_per_atom=energy / len(structure), seconds=time.perf_counter() - t0, **meta,
+        oracle=identity,
+        success=True,
+        converged=converged,
+        oracle_calls=calls,
+        initial_structure=structure,
+        structure=final,
+        energy_per_atom=energy / len(structure),
+        seconds=time.perf_counter() - t0,
+        **meta,
     )
 
 
@@ -81,14 +103,25 @@ class OracleRelaxMaker(Maker):
     max_steps: int = 300
 
     @crysal_job(schema=OracleRelaxDocument)
-    def make(self, structure: Structure, source_index: int | None = None,
-             cluster_rank: int | None = None, predicted_energy_per_atom: float | None = None,
-             reference: str | None = None) -> OracleRelaxDocument:
+    def make(
+        self,
+        structure: Structure,
+        source_index: int | None = None,
+        cluster_rank: int | None = None,
+        predicted_energy_per_atom: float | None = None,
+        reference: str | None = None,
+    ) -> OracleRelaxDocument:
         """Relax ``structure``; failures come back as ``success=False``."""
-        return oracle_relax(structure, self.oracle, self.fmax, self.max_steps,
-                            source_index=source_index, cluster_rank=cluster_rank,
-                            predicted_energy_per_atom=predicted_energy_per_atom,
-                            reference=reference)
+        return oracle_relax(
+            structure,
+            self.oracle,
+            self.fmax,
+            self.max_steps,
+            source_index=source_index,
+            cluster_rank=cluster_rank,
+            predicted_energy_per_atom=predicted_energy_per_atom,
+            reference=reference,
+        )
 
 
 def build_reference(ref: ReferenceStructure) -> Structure:
@@ -103,14 +136,21 @@ def build_reference(ref: ReferenceStructure) -> Structure:
 def _matches_reference(structure: Structure, reference: Structure) -> bool:
     # Compare primitive cells at matched volume: a supercell of the reference matches too.
     return StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True).fit(
-        structure, reference)
+        structure, reference
+    )
 
 
 @crysal_job(schema=ReportDocument, gather=True)
-def make_report(relaxations: list[OracleRelaxDocument | None], picks: list[dict[str, Any]],
-                reference_relaxations: list[OracleRelaxDocument | None], summaries: list,
-                run: dict, references: list[ReferenceStructure], oracle: OracleConfig,
-                started: float | None = None) -> ReportDocument:
+def make_report(
+    relaxations: list[OracleRelaxDocument | None],
+    picks: list[dict[str, Any]],
+    reference_relaxations: list[OracleRelaxDocument | None],
+    summaries: list,
+    run: dict,
+    references: list[ReferenceStructure],
+    oracle: OracleConfig,
+    started: float | None = None,
+) -> ReportDocument:
     """Deduplicate the oracle-relaxed minima, match references, add up the oracle cost.
 
     ``picks`` says what each of ``relaxations`` relaxed (``cluster_rank``, ``source_index``); a
@@ -126,72 +166,125 @@ def make_report(relaxations: list[OracleRelaxDocument | None], picks: list[dict[
             error = "the relaxation job did not complete" if r is None else (r.error or "failed")
             failed.append(FailedRelaxationDocument(error=error, **pick))
     if failed:
-        logger.warning("validation: %d of %d oracle relaxations failed: %s", len(failed),
-                       len(picks), "; ".join(f.error for f in failed)[:300])
+        logger.warning(
+            "validation: %d of %d oracle relaxations failed: %s",
+            len(failed),
+            len(picks),
+            "; ".join(f.error for f in failed)[:300],
+        )
     matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True)
     groups: list[list[OracleRelaxDocument]] = []
     for r in done:
         for g in groups:
             if abs(g[0].energy_per_atom - r.energy_per_atom) < 2e-3 and matcher.fit(
-                    g[0].structure, r.structure):
+                g[0].structure, r.structure
+            ):
                 g.append(r)
                 break
         else:
             groups.append([r])
     ref_structs = {ref.label: build_reference(ref) for ref in references}
-    ref_energies = {ref.label: (rr.energy_per_atom if rr is not None else None)
-                    for ref, rr in zip(references, reference_relaxations, strict=True)}
+    ref_energies = {
+        ref.label: (rr.energy_per_atom if rr is not None else None)
+        for ref, rr in zip(references, reference_relaxations, strict=True)
+    }
     best = groups[0][0].energy_per_atom if groups else math.nan
     minima = []
     for rank, g in enumerate(groups, start=1):
         head = g[0]
         symbol, number = space_group(head.structure)
-        matches = [label for label, s in ref_structs.items() if _matches_reference(head.structure, s)]
-        minima.append(MinimumDocument(
-            rank=rank, structure=head.structure, energy_per_atom=head.energy_per_atom,
-            energy_above_best=head.energy_per_atom - best,
-            predicted_energy_per_atom=head.predicted_energy_per_atom,
-            space_group_symbol=symbol, space_group_number=number, matches=matches,
-            source_indices=[r.source_index for r in g if r.source_index is not None],
-        ))
+        matches = [
+            label for label, s in ref_structs.items() if _matches_reference(head.structure, s)
+        ]
+        minima.append(
+            MinimumDocument(
+                rank=rank,
+                structure=head.structure,
+                energy_per_atom=head.energy_per_atom,
+                energy_above_best=head.energy_per_atom - best,
+                predicted_energy_per_atom=head.predicted_energy_per_atom,
+                space_group_symbol=symbol,
+                space_group_number=number,
+                matches=matches,
+                source_indices=[r.source_index for r in g if r.source_index is not None],
+            )
+        )
     last = summaries[-1] if summaries else None
     single_points = last.oracle_single_points if last else 0
     steps = sum(r.oracle_calls for r in relaxations if r is not None)
     found = sorted({m for mn in minima for m in mn.matches})
-    history = [{"cycle": s.cycle, "labels": s.oracle_single_points,
-                 "best_energy_per_atom": s.best_energy_per_atom, "clusters": len(s.clusters),
-                 "top_energy_change": s.top_energy_change, "prediction_mae": s.prediction_mae,
-                 "sigma_force_median": s.sigma_force_median, "status_counts": s.status_counts}
-                for s in summaries if s is not None]
+    history = [
+        {
+            "cycle": s.cycle,
+            "labels": s.oracle_single_points,
+            "best_energy_per_atom": s.best_energy_per_atom,
+            "clusters": len(s.clusters),
+            "top_energy_change": s.top_energy_change,
+            "prediction_mae": s.prediction_mae,
+            "sigma_force_median": s.sigma_force_median,
+            "status_counts": s.status_counts,
+        }
+        for s in summaries
+        if s is not None
+    ]
     report = ReportDocument(
-        run_id=run["run_id"], name=run["name"], composition=run["composition"],
-        oracle=oracle_identity(oracle), cycles=len(history),
+        run_id=run["run_id"],
+        name=run["name"],
+        composition=run["composition"],
+        oracle=oracle_identity(oracle),
+        cycles=len(history),
         converged=bool(last.converged) if last else False,
-        oracle_single_points=single_points, failed_labels=last.failed_labels if last else 0,
-        validation_steps=steps, oracle_cost=single_points + steps, minima=minima,
-        failed_relaxations=failed, references=ref_energies, found=found, history=history,
+        oracle_single_points=single_points,
+        failed_labels=last.failed_labels if last else 0,
+        validation_steps=steps,
+        oracle_cost=single_points + steps,
+        minima=minima,
+        failed_relaxations=failed,
+        references=ref_energies,
+        found=found,
+        history=history,
         seconds=(time.time() - started) if started else None,
     )
-    logger.info("search %s finished: %d minima, oracle cost %d (%d single points + %d validation "
-                "steps)%s", run["name"], len(minima), report.oracle_cost, single_points, steps,
-                f", found {', '.join(found)}" if found else "")
+    logger.info(
+        "search %s finished: %d minima, oracle cost %d (%d single points + %d validation steps)%s",
+        run["name"],
+        len(minima),
+        report.oracle_cost,
+        single_points,
+        steps,
+        f", found {', '.join(found)}" if found else "",
+    )
     return report
 
 
 @crysal_job
-def validate_minima(pool: PoolDocument, summary: CycleSummary, summary_uuids: list[str],
-                    relax_maker: OracleRelaxMaker, n_structures: int, run: dict,
-                    references: list[ReferenceStructure], started: float | None = None,
-                    workers: WorkersConfig | None = None) -> Response:
-    """Fan out: oracle relaxations of the best cluster representatives and of the references,
-    then the report."""
+def validate_minima(
+    pool: PoolDocument,
+    summary: CycleSummary,
+    summary_uuids: list[str],
+    relax_maker: OracleRelaxMaker,
+    n_structures: int,
+    run: dict,
+    references: list[ReferenceStructure],
+    started: float | None = None,
+    workers: WorkersConfig | None = None,
+) -> Response:
+    """Fan out: oracle relaxations of the best clusters and of the references, then the report.
+
+    Replaces itself with one oracle job per cluster representative and per reference, and the
+    report job that gathers them.
+    """
     by_index = {c.index: c for c in pool.candidates}
     jobs, picks = [], []
     chosen = summary.clusters[:n_structures]
     for cl in chosen:
         c = by_index[cl.representative]
-        j = relax_maker.make(c.structure, source_index=c.index, cluster_rank=cl.rank,
-                             predicted_energy_per_atom=c.energy_per_atom)
+        j = relax_maker.make(
+            c.structure,
+            source_index=c.index,
+            cluster_rank=cl.rank,
+            predicted_energy_per_atom=c.energy_per_atom,
+        )
         j.name = f"{relax_maker.name} {cl.rank}/{len(chosen)} (validation)"
         jobs.append(j)
         picks.append({"cluster_rank": cl.rank, "source_index": c.index})
@@ -201,13 +294,22 @@ def validate_minima(pool: PoolDocument, summary: CycleSummary, summary_uuids: li
         j.name = f"{relax_maker.name} reference {ref.label}"
         ref_jobs.append(j)
     summaries = [StoredOutput(uuid=u) for u in summary_uuids]
-    report = make_report([j.output for j in jobs], picks, [j.output for j in ref_jobs],
-                         summaries, run, references, relax_maker.oracle, started)
+    report = make_report(
+        [j.output for j in jobs],
+        picks,
+        [j.output for j in ref_jobs],
+        summaries,
+        run,
+        references,
+        relax_maker.oracle,
+        started,
+    )
     report.name = REPORT_JOB_NAME
     tag(jobs, Step.ORACLE_RELAX)
     tag(ref_jobs, Step.REFERENCE_RELAX)
     tag(report, Step.REPORT)
     route([*jobs, *ref_jobs], "oracle", workers)
     route(report, "driver", workers)
-    return Response(replace=Flow([*jobs, *ref_jobs, report], output=report.output,
-                                 name="validation"))
+    return Response(
+        replace=Flow([*jobs, *ref_jobs, report], output=report.output, name="validation")
+    )

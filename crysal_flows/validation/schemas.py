@@ -13,8 +13,11 @@ class OracleRelaxDocument(BaseModel):
 
     source_index: int | None = Field(None, description="Pool index of the relaxed candidate.")
     cluster_rank: int | None = Field(None, description="Rank of its cluster in the last cycle.")
-    reference: str | None = Field(None, description="Label of the reference structure relaxed, "
-                                  "for the report's reference energies (not a candidate).")
+    reference: str | None = Field(
+        None,
+        description="Label of the reference structure relaxed, "
+        "for the report's reference energies (not a candidate).",
+    )
     oracle: str = Field(..., description="Identity of the oracle.")
     success: bool = Field(..., description="Whether the relaxation ran (converged or not).")
     error: str | None = Field(None, description="Why it failed, if it did.")
@@ -36,7 +39,9 @@ class MinimumDocument(BaseModel):
     structure: Structure = Field(..., description="Oracle-relaxed structure.")
     energy_per_atom: float = Field(..., description="Oracle energy per atom, eV/atom.")
     energy_above_best: float = Field(..., description="Above the lowest minimum, eV/atom.")
-    predicted_energy_per_atom: float | None = Field(None, description="Ensemble prediction, eV/atom.")
+    predicted_energy_per_atom: float | None = Field(
+        None, description="Ensemble prediction, eV/atom."
+    )
     space_group_symbol: str = Field(..., description="Space group symbol (tolerance 0.1 A).")
     space_group_number: int = Field(..., description="Space group number.")
     matches: list[str] = Field(default_factory=list, description="Reference structures it matches.")
@@ -69,10 +74,13 @@ class ReportDocument(BaseModel):
         default_factory=list, description="Validation relaxations that failed (not in minima)."
     )
     references: dict[str, float | None] = Field(
-        default_factory=dict, description="Oracle energy per atom of each reference structure "
-        "relaxed with the oracle (not counted in the cost)."
+        default_factory=dict,
+        description="Oracle energy per atom of each reference structure "
+        "relaxed with the oracle (not counted in the cost).",
     )
     found: list[str] = Field(default_factory=list, description="References matched by a minimum.")
-    history: list[dict] = Field(default_factory=list, description="Per cycle: labels, best energy, "
-                                "clusters, top-energy change.")
+    history: list[dict] = Field(
+        default_factory=list,
+        description="Per cycle: labels, best energy, clusters, top-energy change.",
+    )
     seconds: float | None = Field(None, description="Wall time from pool generation to report, s.")
