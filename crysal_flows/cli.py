@@ -1,17 +1,18 @@
-"""The ``crysal`` command: run a search locally, list results from a store."""
+"""The ``crysal`` command: run, watch, plot and export searches; submit them to FireWorks."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "format_report", "main"]
 
 
 def _quiet_libraries() -> None:
@@ -33,21 +34,46 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("jobflow").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def _open_store(store_path: str | None):
-    """Return the local on-disk store at ``store_path``, or jobflow's JobStore if None."""
-    if store_path is None:
+# --- stores ----------------------------------------------------------------------------------
+
+
+def _store_path(args: argparse.Namespace) -> str:
+    from crysal_flows.settings import SETTINGS
+
+    return getattr(args, "store", None) or SETTINGS.store
+
+
+def _where(args: argparse.Namespace) -> str:
+    if getattr(args, "jobstore", False):
+        return "the JobStore of jobflow's configuration"
+    return f"store {_store_path(args)}"
+
+
+def _open_store(args: argparse.Namespace, create: bool = False):
+    """Return the store the command reads or writes: ``--jobstore``'s or the local one."""
+    if getattr(args, "jobstore", False):
+        if getattr(args, "store", None):
+            raise LookupError("give either --store (a local store) or --jobstore, not both")
         from jobflow import SETTINGS
 
         return SETTINGS.JOB_STORE
     from crysal_flows.store import local_store
 
-    return local_store(store_path, create=False)
+    return local_store(_store_path(args), create=create)
 
 
-def _reports(store_path: str | None) -> list[dict[str, Any]]:
+def _registry(args: argparse.Namespace, store: Any):
+    from crysal_flows.resume import RunRegistry
+
+    if getattr(args, "jobstore", False):
+        return RunRegistry.beside(store)
+    return RunRegistry.local(_store_path(args))
+
+
+def _reports(args: argparse.Namespace) -> list[dict[str, Any]]:
     from crysal_flows.store import find_reports
 
-    store = _open_store(store_path)
+    store = _open_store(args)
     store.connect()
     try:
         return find_reports(store)
@@ -55,12 +81,24 @@ def _reports(store_path: str | None) -> list[dict[str, Any]]:
         store.close()
 
 
+def _chosen_reports(args: argparse.Namespace) -> list[dict[str, Any]]:
+    reports = _reports(args)
+    if args.run:
+        reports = [r for r in reports if args.run in (r["name"], r["run_id"])]
+        if not reports:
+            raise LookupError(f"no finished run named {args.run!r} in {_where(args)}")
+    return reports
+
+
+# --- the report table -----------------------------------------------------------------------
+
+
 def _minimum_row(m: dict[str, Any]) -> str:
     pred = m.get("predicted_energy_per_atom")
     return (
         f"  {m['rank']:>4}  {m['energy_per_atom']:>12.4f}  {m['energy_above_best'] * 1000:>9.1f}"
         f"  {m['space_group_symbol'] + ' (' + str(m['space_group_number']) + ')':<16}"
-        f"  {'' if pred is None else f'{pred:.4f}':>10}  {', '.join(m['matches'])}"
+        f"  {'' if pred is None else f'{pred:.4f}':>14}  {', '.join(m['matches'])}"
     )
 
 
@@ -72,7 +110,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"oracle cost {r['oracle_cost']} = {r['oracle_single_points']} single points "
         f"({r['failed_labels']} failed) + {r['validation_steps']} validation steps"
         + (f", wall time {r['seconds'] / 60:.1f} min" if r.get("seconds") else ""),
-        "  rank  E (eV/atom)   dE (meV)  space group       ML E (eV)   matches",
+        "  rank  E (eV/atom)   dE (meV/atom)  space group  ML E (eV/atom)  matches",
     ]
     lines += [_minimum_row(m) for m in r["minima"]]
     if not r["minima"]:
@@ -101,27 +139,23 @@ def _checked_config(path: str, check_oracle_here: bool = True):
     return config
 
 
-def _store_path(args: argparse.Namespace) -> str:
-    from crysal_flows.settings import SETTINGS
-
-    return args.store or SETTINGS.store
+# --- commands --------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a search with jobflow's run_locally on the on-disk store."""
+    """Run a search with jobflow's run_locally on the on-disk store (or ``--jobstore``)."""
     config = _checked_config(args.config)
-    store_path = _store_path(args)
     _setup_logging(args.verbose)
 
     from jobflow import run_locally
 
     from crysal_flows.flows import CrystalSearchMaker, CycleMaker, new_run_id
-    from crysal_flows.resume import find_resumable, legacy_runs, mark, record_run, resume_flow
-    from crysal_flows.store import local_store
+    from crysal_flows.resume import resume_flow
 
-    store = local_store(store_path)
-    where = Path(store_path).resolve()
-    previous = None if args.new else find_resumable(store_path, config)
+    store = _open_store(args, create=True)
+    registry = _registry(args, store)
+    where = _where(args) if args.jobstore else f"store {Path(_store_path(args)).resolve()}"
+    previous = None if args.new else registry.find_resumable(config)
     cycle_maker = CycleMaker(config=config)
     resumed = None
     if previous is not None:
@@ -130,17 +164,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         flow, start = resumed
         run_id = previous.run_id
         how = ""
-        if previous.max_cycles != config.analysis.max_cycles:  # recorded under the new settings
+        if previous.max_cycles != config.analysis.max_cycles:
             how = f" with max_cycles {previous.max_cycles} -> {config.analysis.max_cycles}"
-            record_run(store_path, config, run_id, previous.started)
+        registry.record(config, run_id, previous.started)  # this process runs it now
         verb = f"continuing {previous.status} run" if how else "resuming run"
         print(
             f"crysal: {verb} {run_id} of search {config.name} ({config.composition}){how} "
-            f"from {start}; store {where} (--new starts afresh)",
+            f"from {start}; {where} (--new starts afresh)",
             flush=True,
         )
     else:
-        if not args.new and (old := legacy_runs(store_path, config.name)):
+        if not args.new and (old := registry.legacy_runs(config.name)):
             print(
                 f"crysal: unfinished run(s) {', '.join(old)} of {config.name} in {where} were "
                 "recorded by crysal_flows 0.1 and cannot be resumed by this version; starting "
@@ -151,9 +185,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         flow = CrystalSearchMaker(config=config, cycle_maker=cycle_maker).make(
             run_id=run_id, started=started
         )
-        record_run(store_path, config, run_id, started)
+        registry.record(config, run_id, started)
         print(
-            f"crysal: search {config.name} ({config.composition}), run {run_id}, store {where}",
+            f"crysal: search {config.name} ({config.composition}), run {run_id}, {where}",
             flush=True,
         )
     t0 = time.time()
@@ -165,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_locally(flow, store=store, log=args.verbose)
     finally:
         local_log.removeHandler(failures)
-    reports = [r for r in _reports(store_path) if r["run_id"] == run_id]
+    reports = [r for r in _reports(args) if r["run_id"] == run_id]
     if not reports:
         print(
             f"crysal: the search stopped without a report: {failures.summary()}; run the same "
@@ -173,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    mark(store_path, run_id, "finished")
+    registry.mark(run_id, "finished")
     print(f"\nfinished in {(time.time() - t0) / 60:.1f} min\n" + format_report(reports[-1]))
     if failures.names:
         print(f"\ncrysal: {failures.summary()}; the search went on without them", file=sys.stderr)
@@ -203,23 +237,182 @@ class _FailedJobs(logging.Handler):
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    """List the runs in a store with their minima."""
-    if args.jobstore and args.store:
-        raise LookupError("give either --store (a local store) or --jobstore, not both")
-    store = None if args.jobstore else _store_path(args)
-    where = "the JobStore of jobflow's configuration" if store is None else f"store {store}"
-    reports = _reports(store)
-    if args.run:
-        reports = [r for r in reports if args.run in (r["name"], r["run_id"])]
-        if not reports:
-            raise LookupError(f"no finished run named {args.run!r} in {where}")
+    """List the finished runs in a store with their minima; export their structures."""
+    reports = _chosen_reports(args)
+    if args.export:
+        from crysal_flows.export import export_minima
+
+        for r in reports:
+            paths = export_minima(r, Path(args.export) / f"{r['name']}_{r['run_id']}")
+            print(
+                f"crysal: wrote {len(paths)} files of run {r['name']} ({r['run_id']}) to "
+                f"{paths[0].parent if paths else args.export}"
+            )
+        return 0
     if args.json:
         print(json.dumps(reports, indent=1, default=str))
         return 0
     if not reports:
-        print(f"no finished runs in {where}")
+        print(f"no finished runs in {_where(args)}")
         return 0
     print("\n\n".join(format_report(r) for r in reports))
+    return 0
+
+
+def _load_view(args: argparse.Namespace):
+    from crysal_flows.runs import load_run
+
+    store = _open_store(args)
+    store.connect()
+    try:
+        return load_run(store, args.run), store
+    except Exception:
+        store.close()
+        raise
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Say where a search stands: finished, running or interrupted, and what it has done."""
+    from crysal_flows.resume import process_alive
+    from crysal_flows.runs import age
+
+    view, store = _load_view(args)
+    try:
+        record = _registry(args, store).get(view.run_id)
+    finally:
+        store.close()
+    name = view.name or (record or {}).get("name") or "?"
+    if view.finished:
+        state = "finished"
+    elif record is not None and record.get("status") == "running":
+        alive = process_alive(record)
+        state = {
+            True: f"running (process {record['pid']} on {record['host']})",
+            False: "interrupted (its process is gone): run the same 'crysal run' command "
+            "again to resume it",
+            None: f"running on {record.get('host')}, or interrupted",
+        }[alive]
+    else:
+        state = "in progress"
+    lines = [
+        f"run {name} ({view.run_id}), {view.composition}: {state}; last job finished "
+        f"{age(view.last_update)}"
+    ]
+    labels = view.labels
+    ok = [
+        lab["energy_per_atom"]
+        for lab in labels
+        if lab["success"] and lab["energy_per_atom"] is not None
+    ]
+    s = view.summaries[-1] if view.summaries else None
+    lines.append(
+        f"  {len(view.summaries)} cycle(s) done; {len(labels)} oracle single points "
+        f"({sum(not lab['success'] for lab in labels)} failed, "
+        f"{sum(lab['reused'] for lab in labels)} reused)"
+        + (f", lowest oracle label {min(ok):.4f} eV/atom" if ok else "")
+    )
+    if s is not None:
+        crit = s.get("criterion") or {}
+        cfg = (record or {}).get("config", {}).get("analysis", {})
+        crit = {**cfg, **crit}
+        best = s.get("best_energy_per_atom")
+        change, mae = s.get("top_energy_change"), s.get("prediction_mae")
+
+        def meV(x: float | None) -> str:
+            return "n/a" if x is None else f"{x * 1000:.1f} meV/atom"
+
+        lines.append(
+            f"  after cycle {s['cycle']}: best ensemble energy "
+            f"{'n/a' if best is None else f'{best:.4f}'} eV/atom, sigma_F median "
+            f"{s.get('sigma_force_median') or float('nan'):.3f} eV/A, "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s["status_counts"].items()))
+        )
+        tol = (
+            ""
+            if "energy_tolerance" not in crit
+            else f" (stops at <= {crit['energy_tolerance'] * 1000:.1f})"
+        )
+        tol_mae = (
+            ""
+            if "max_prediction_error" not in crit
+            else f" (<= {crit['max_prediction_error'] * 1000:.1f})"
+        )
+        span = ""
+        if "max_cycles" in crit:
+            span = f"; cycles {len(view.summaries)} of at most {int(crit['max_cycles'])}"
+            if "min_cycles" in crit:
+                span += f", at least {int(crit['min_cycles'])}"
+        reliable = bool(s["clusters"]) and s["clusters"][0]["reliable"]
+        lines.append(
+            f"  stopping rule: top energies moved {meV(change)}{tol}, prediction MAE "
+            f"{meV(mae)}{tol_mae}, best cluster converged: "
+            f"{'yes' if reliable else 'no'}{span}; {s['decision'].split(':')[0]}"
+        )
+    p = view.progress
+    if p is not None and p.validating:
+        lines.append(f"  now: validation, {p.relaxations_done} oracle relaxation(s) finished")
+    elif p is not None:
+
+        def of(done: int, total: int | None) -> str:
+            return f"{done}/{total}" if total else f"{done}"
+
+        lines.append(
+            f"  now: cycle {p.cycle}: {of(p.labels_done, p.labels_total)} labels, "
+            f"{of(p.members_done, p.members_total)} members trained, "
+            f"{of(p.shards_done, p.shards_total)} shards relaxed"
+        )
+    if view.report is not None:
+        r = view.report
+        best = r["minima"][0] if r["minima"] else None
+        lines.append(
+            f"  result: oracle cost {r['oracle_cost']}, best minimum "
+            + (
+                "n/a"
+                if best is None
+                else f"{best['energy_per_atom']:.4f} eV/atom {best['space_group_symbol']}"
+            )
+            + (f", found {', '.join(r['found'])}" if r.get("found") else "")
+            + " ('crysal results' for the table)"
+        )
+    if args.launchpad:
+        lines += _fireworks_states(args.launchpad, view.run_id)
+    print("\n".join(lines))
+    return 0
+
+
+def _fireworks_states(launchpad: str, run_id: str) -> list[str]:
+    """Return the FireWorks states of the run's workflow, and what runs now."""
+    from fireworks import LaunchPad
+
+    if not Path(launchpad).is_file():
+        raise FileNotFoundError(f"no launchpad file {launchpad}")
+    lp = LaunchPad.from_file(launchpad)
+    wf = lp.workflows.find_one({"metadata.run_id": run_id}, {"nodes": 1})
+    if wf is None:
+        return [f"  FireWorks: no workflow with metadata.run_id {run_id} on this LaunchPad"]
+    fws = list(lp.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, {"name": 1, "state": 1}))
+    counts: dict[str, int] = {}
+    for fw in fws:
+        counts[fw["state"]] = counts.get(fw["state"], 0) + 1
+    running = [fw["name"] for fw in fws if fw["state"] == "RUNNING"]
+    out = ["  FireWorks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+    if running:
+        out.append("  running: " + "; ".join(running[:8]) + (" ..." if len(running) > 8 else ""))
+    return out
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Write a run's PNGs (finished or still running)."""
+    from crysal_flows.plots import plot_run
+
+    view, store = _load_view(args)
+    store.close()
+    out = Path(args.output or f"crysal_plots/{view.name or view.run_id}_{view.run_id}")
+    paths = plot_run(view, out)
+    print(
+        f"crysal: wrote {', '.join(p.name for p in paths)} of run {view.name} "
+        f"({view.run_id}) to {out}"
+    )
     return 0
 
 
@@ -228,22 +421,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     from crysal_flows.models.checkpoint import export_members
     from crysal_flows.store import last_ensemble
 
-    store_path = None if args.jobstore else _store_path(args)
-    where = (
-        "the JobStore of jobflow's configuration" if store_path is None else f"store {store_path}"
-    )
-    runs = [r for r in _reports(store_path) if args.run in (r["name"], r["run_id"])]
+    runs = [r for r in _reports(args) if args.run in (r["name"], r["run_id"])]
     if not runs:
-        raise LookupError(f"no finished run named {args.run!r} in {where}")
+        raise LookupError(f"no finished run named {args.run!r} in {_where(args)}")
     run = runs[-1]
-    store = _open_store(store_path)
+    store = _open_store(args)
     store.connect()
     try:
         ensemble = last_ensemble(store, run["run_id"])
     finally:
         store.close()
     if ensemble is None:
-        raise LookupError(f"run {run['run_id']} has no trained ensemble in {where}")
+        raise LookupError(f"run {run['run_id']} has no trained ensemble in {_where(args)}")
     paths = export_members(
         ensemble.members,
         args.output,
@@ -263,20 +452,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    """Build a search's flow and add it to a FireWorks LaunchPad (or write it to a file)."""
-    config = _checked_config(args.config, check_oracle_here=not args.skip_oracle_check)
-    from crysal_flows.submit import submit
-
-    workers = _workers(args.category)
-    print(
-        "crysal: " + submit(config, launchpad=args.launchpad, output=args.output, workers=workers)
-    )
-    return 0
-
-
 def _workers(overrides: list[str] | None):
-    """Return the worker categories of the machine settings, with ``kind=category`` overrides."""
+    """Return the machine settings' worker categories, with ``kind=category`` overrides."""
     from crysal_flows.settings import SETTINGS, WorkersConfig
 
     update = {}
@@ -291,6 +468,18 @@ def _workers(overrides: list[str] | None):
     return SETTINGS.workers.model_copy(update=update)
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Build a search's flow and add it to a FireWorks LaunchPad (or write it to a file)."""
+    config = _checked_config(args.config, check_oracle_here=not args.skip_oracle_check)
+    from crysal_flows.submit import submit
+
+    workers = _workers(args.category)
+    print(
+        "crysal: " + submit(config, launchpad=args.launchpad, output=args.output, workers=workers)
+    )
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a configuration without running it."""
     config = _checked_config(args.config)
@@ -301,44 +490,71 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the parser ------------------------------------------------------------------------------
+
+
+def _store_options(parser: argparse.ArgumentParser, what: str = "read") -> None:
+    parser.add_argument(
+        "--store", help=f"local store directory to {what} (default: crysal_store, or CRYSAL_STORE)"
+    )
+    parser.add_argument(
+        "--jobstore",
+        action="store_true",
+        help=f"{what} jobflow's configured JobStore instead (JOBFLOW_CONFIG_FILE or "
+        "~/.jobflow.yaml), e.g. the MongoDB store of FireWorks runs",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``crysal``."""
+    from crysal_flows import __version__
+
     parser = argparse.ArgumentParser(
         prog="crysal", description="Crystal structure search with active learning (CrysAL)."
     )
+    parser.add_argument("--version", action="version", version=f"crysal_flows {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a search locally (jobflow run_locally, on-disk store)")
+    run = sub.add_parser("run", help="run a search locally (jobflow run_locally)")
     run.add_argument("config", help="search configuration (YAML)")
-    run.add_argument("--store", help="store directory (default: crysal_store, or CRYSAL_STORE)")
+    _store_options(run, "write")
     run.add_argument(
         "--new",
         action="store_true",
         help="start a new run even if the store holds "
-        "an unfinished run of this configuration, or a run that stopped at a lower "
+        "an unfinished run of this search, or one that stopped at a lower "
         "analysis.max_cycles (default: resume or continue it)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
+    st = sub.add_parser("status", help="where a search stands, running, interrupted or finished")
+    st.add_argument("--run", help="the run's name or id (default: the newest)")
+    _store_options(st)
+    st.add_argument("-l", "--launchpad", help="also show the FireWorks states of its workflow")
+    st.set_defaults(func=cmd_status)
     res = sub.add_parser("results", help="list finished runs and their minima")
-    res.add_argument(
-        "--store", help="local store directory (default: crysal_store, or CRYSAL_STORE)"
-    )
-    res.add_argument(
-        "--jobstore",
-        action="store_true",
-        help="read jobflow's configured JobStore (JOBFLOW_CONFIG_FILE or "
-        "~/.jobflow.yaml), e.g. the MongoDB store of FireWorks runs",
-    )
+    _store_options(res)
     res.add_argument("--run", help="only the run with this name or run id")
     res.add_argument("--json", action="store_true", help="print the reports as JSON")
+    res.add_argument(
+        "--export",
+        metavar="DIR",
+        help="write each minimum as CIF and POSCAR "
+        "(.vasp) into DIR/<run>_<id>/, named by rank, energy and space group",
+    )
     res.set_defaults(func=cmd_results)
+    plt = sub.add_parser(
+        "plot",
+        help="PNGs of a run: energies against oracle calls, "
+        "uncertainty and energies per cycle, statuses, minima",
+    )
+    plt.add_argument("--run", help="the run's name or id (default: the newest)")
+    _store_options(plt)
+    plt.add_argument("-o", "--output", help="directory (default: crysal_plots/<run>_<id>)")
+    plt.set_defaults(func=cmd_plot)
     mdl = sub.add_parser("models", help="export a finished run's ensemble as model files")
     mdl.add_argument("--run", required=True, help="the run's name or run id")
     mdl.add_argument("-o", "--output", required=True, help="directory to write member_<k>.pt to")
-    mdl.add_argument(
-        "--store", help="local store directory (default: crysal_store, or CRYSAL_STORE)"
-    )
-    mdl.add_argument("--jobstore", action="store_true", help="read jobflow's configured JobStore")
+    _store_options(mdl)
     mdl.set_defaults(func=cmd_models)
     sbm = sub.add_parser("submit", help="add a search to a FireWorks LaunchPad (cluster runs)")
     sbm.add_argument("config", help="search configuration (YAML)")
@@ -374,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``crysal``."""
+    """Run ``crysal``."""
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     from crysal_flows.config import ConfigError
@@ -383,6 +599,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (``crysal results --json | head``): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (
         ConfigError,
         OracleUnavailableError,

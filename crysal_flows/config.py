@@ -203,6 +203,14 @@ class RelaxationConfig(_Strict):
     uncertainty_floor: float = Field(
         0.15, ge=0, description="... and max sigma_F >= this floor (eV/A)."
     )
+    energy_trust: float | None = Field(
+        None,
+        gt=0,
+        description="Stop a candidate as uncertain where the ensemble predicts more "
+        "than this many eV/atom below the lowest label it was trained on: the models have seen "
+        "nothing lower, and a cycle-0 ensemble trained on random cells puts false minima far "
+        "below the true ground state. Labels there lower the bound cycle by cycle. None: no bound.",
+    )
     max_step: float = Field(0.2, gt=0, le=1, description="FIRE maximum displacement per step, A.")
     n_shards: int = Field(2, gt=0, description="Relaxation jobs the pool is split into.")
     batch_size: int = Field(64, gt=0, description="Candidates relaxed together in one batch.")

@@ -185,6 +185,17 @@ class CycleMaker(Maker):
             (analyse, Step.ANALYSE),
         ):
             tag(jobs, step, c)
+        # what the cycle will do, for 'crysal status' while it runs
+        n_labels = (
+            cfg.selection.n_labels
+            if c
+            else (cfg.selection.n_labels_first or cfg.selection.n_labels)
+        )
+        select.metadata["crysal_plan"] = {
+            "labels": n_labels,
+            "members": n_members,
+            "shards": n_shards,
+        }
         route([select, *members, *shards], "ml", workers)
         route([label, gather, ens, merged, analyse], "driver", workers)
         return Flow(
@@ -284,10 +295,10 @@ class CrystalSearchMaker(Maker):
             output=first.output,
             name=f"{cfg.name} ({cfg.composition}) {self.name} {run_id}",
         )
-        tag_run(flow, run_id)
+        tag_run(flow, run_id, cfg.name)
         return flow
 
 
-def tag_run(flow: Flow, run_id: str) -> None:
-    """Put the run id in every job's metadata, also of jobs added at run time."""
-    flow.update_metadata({"crysal_run": run_id}, dynamic=True)
+def tag_run(flow: Flow, run_id: str, name: str) -> None:
+    """Put the run's id and name in every job's metadata, also of jobs added at run time."""
+    flow.update_metadata({"crysal_run": run_id, "crysal_name": name}, dynamic=True)

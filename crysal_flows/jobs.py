@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from jobflow import Job, JobConfig, OnMissing, job
+from jobflow import Flow, Job, JobConfig, OnMissing, job
 
 from crysal_flows.refs import StoredOutput
 
@@ -39,6 +39,7 @@ class Step:
     SELECT = "select"
     LABEL = "label"  # the fan-out job
     ORACLE_SINGLE_POINT = "oracle_single_point"
+    ORACLE_CALCULATION = "oracle_calculation"  # a code's own job inside a label maker's flow
     COLLECT_LABELS = "collect_labels"
     GATHER_LABELS = "gather_labels"
     TRAIN_MEMBER = "train_member"
@@ -52,14 +53,25 @@ class Step:
     REPORT = "report"
 
 
-def tag(jobs: Job | Iterable[Job], step: str, cycle: int | None = None) -> None:
-    """Put ``step`` (and ``cycle``) into the metadata of ``jobs``."""
-    for j in [jobs] if isinstance(jobs, Job) else jobs:
-        j.metadata = {
-            **(j.metadata or {}),
-            "crysal_step": step,
-            **({} if cycle is None else {"crysal_cycle": cycle}),
-        }
+def tag(
+    jobs: Job | Flow | Iterable[Job | Flow], step: str, cycle: int | None = None, **extra: Any
+) -> None:
+    """Put ``step`` (and ``cycle``, and ``extra``) into the metadata of ``jobs``.
+
+    The jobs of a flow (e.g. a label maker that runs an atomate2 job and converts its output)
+    all get it; a job that already names its step keeps that name.
+    """
+    for item in [jobs] if isinstance(jobs, Job | Flow) else jobs:
+        for j in item.jobs if isinstance(item, Flow) else [item]:
+            if isinstance(j, Flow):
+                tag(j, step, cycle, **extra)
+                continue
+            j.metadata = {
+                "crysal_step": step,
+                **(j.metadata or {}),
+                **({} if cycle is None else {"crysal_cycle": cycle}),
+                **extra,
+            }
 
 
 def resolve_stored(value: Any) -> Any:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,15 +48,7 @@ from crysal_flows.jobs import Step
 from crysal_flows.refs import StoredOutput
 from crysal_flows.store import local_collection, step_outputs
 
-__all__ = [
-    "RunRecord",
-    "find_resumable",
-    "legacy_runs",
-    "mark",
-    "record_run",
-    "resume_flow",
-    "search_hash",
-]
+__all__ = ["RunRecord", "RunRegistry", "process_alive", "resume_flow", "search_hash"]
 
 
 def search_hash(config: SearchConfig) -> str:
@@ -80,72 +74,116 @@ class RunRecord:
     max_cycles: int  # the run's analysis.max_cycles
 
 
-@contextmanager
-def _runs(path: str | Path) -> Iterator:
-    """Yield the store's ``runs`` collection, connected."""
-    runs = local_collection(path, "runs", key="run_id")
-    runs.connect()
-    try:
-        yield runs
-    finally:
-        runs.close()
+class RunRegistry:
+    """The ``runs`` records of a store: one per run of ``crysal run``, with its search hash.
 
+    For a local on-disk store, a ``runs`` collection in its directory; for jobflow's configured
+    JobStore (``crysal run --jobstore``), a ``crysal_runs`` collection beside its documents
+    (in the same MongoDB database, for a MongoStore).
+    """
 
-def record_run(
-    path: str | Path, config: SearchConfig, run_id: str, started: float, status: str = "running"
-) -> None:
-    """Record a run (new, or going on under another ``max_cycles``)."""
-    with _runs(path) as runs:
-        runs.update(
-            [
-                {
-                    "run_id": run_id,
-                    "name": config.name,
-                    "search_hash": search_hash(config),
-                    "max_cycles": config.analysis.max_cycles,
-                    "started": started,
-                    "status": status,
-                    "updated": time.time(),
-                    "version": __version__,
-                }
-            ]
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    @classmethod
+    def local(cls, path: str | Path) -> RunRegistry:
+        """Return the registry of the on-disk store in directory ``path``."""
+        return cls(local_collection(path, "runs", key="run_id"))
+
+    @classmethod
+    def beside(cls, store: JobStore) -> RunRegistry:
+        """Return the registry beside a JobStore's documents (its ``crysal_runs`` collection)."""
+        from monty.json import MontyDecoder
+
+        d = store.docs_store.as_dict()
+        d.update(collection_name="crysal_runs", key="run_id")
+        return cls(MontyDecoder().process_decoded(d))
+
+    @contextmanager
+    def _runs(self) -> Iterator:
+        self._collection.connect()
+        try:
+            yield self._collection
+        finally:
+            self._collection.close()
+
+    def record(
+        self, config: SearchConfig, run_id: str, started: float, status: str = "running"
+    ) -> None:
+        """Record a run (new, or going on under another ``max_cycles``) as this process's."""
+        with self._runs() as runs:
+            runs.update(
+                [
+                    {
+                        "run_id": run_id,
+                        "name": config.name,
+                        "search_hash": search_hash(config),
+                        "max_cycles": config.analysis.max_cycles,
+                        "started": started,
+                        "status": status,
+                        "updated": time.time(),
+                        "version": __version__,
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "config": config.model_dump(mode="json"),
+                    }
+                ]
+            )
+
+    def mark(self, run_id: str, status: str) -> None:
+        """Set a run's status."""
+        with self._runs() as runs:
+            doc = runs.query_one({"run_id": run_id})
+            if doc is not None:
+                doc.pop("_id", None)
+                runs.update([{**doc, "status": status, "updated": time.time()}])
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """Return the record of ``run_id``, if any."""
+        with self._runs() as runs:
+            doc = runs.query_one({"run_id": run_id})
+        return None if doc is None else {k: v for k, v in doc.items() if k != "_id"}
+
+    def find_resumable(self, config: SearchConfig) -> RunRecord | None:
+        """Return the run of this search that ``crysal run`` goes on with, if any.
+
+        The latest unfinished run of this search (under any ``max_cycles``); else the latest
+        finished one with another ``max_cycles`` (``resume_flow`` tells whether it can be
+        continued).
+        """
+        with self._runs() as runs:
+            docs = list(runs.query({"search_hash": search_hash(config)}, sort={"started": -1}))
+        own = config.analysis.max_cycles
+        docs = [d for d in docs if d["status"] == "running"] + [
+            d for d in docs if d["status"] != "running" and d["max_cycles"] != own
+        ]
+        if not docs:
+            return None
+        d = docs[0]
+        return RunRecord(
+            d["run_id"], d["name"], d["search_hash"], d["started"], d["status"], d["max_cycles"]
         )
 
+    def legacy_runs(self, name: str) -> list[str]:
+        """Return unfinished runs named ``name`` that an earlier version recorded."""
+        with self._runs() as runs:
+            docs = list(
+                runs.query({"name": name, "status": "running", "version": {"$exists": False}})
+            )
+        return [d["run_id"] for d in docs]
 
-def mark(path: str | Path, run_id: str, status: str) -> None:
-    """Set a run's status."""
-    with _runs(path) as runs:
-        doc = runs.query_one({"run_id": run_id})
-        if doc is not None:
-            doc.pop("_id", None)
-            runs.update([{**doc, "status": status, "updated": time.time()}])
 
-
-def find_resumable(path: str | Path, config: SearchConfig) -> RunRecord | None:
-    """Return the run of this search that ``crysal run`` goes on with, if any.
-
-    The latest unfinished run of this search (under any ``max_cycles``); else the latest finished
-    one with another ``max_cycles`` (``resume_flow`` tells whether it can be continued).
-    """
-    with _runs(path) as runs:
-        docs = list(runs.query({"search_hash": search_hash(config)}, sort={"started": -1}))
-    own = config.analysis.max_cycles
-    docs = [d for d in docs if d["status"] == "running"] + [
-        d for d in docs if d["status"] != "running" and d["max_cycles"] != own
-    ]
-    if not docs:
+def process_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process that runs a recorded run is alive (None: not this machine's)."""
+    if record.get("host") != socket.gethostname() or not record.get("pid"):
         return None
-    d = docs[0]
-    return RunRecord(
-        d["run_id"], d["name"], d["search_hash"], d["started"], d["status"], d["max_cycles"]
-    )
-
-
-def legacy_runs(path: str | Path, name: str) -> list[str]:
-    """Unfinished runs named ``name`` that an earlier version recorded (they cannot resume)."""
-    with _runs(path) as runs:
-        docs = list(runs.query({"name": name, "status": "running", "version": {"$exists": False}}))
-    return [d["run_id"] for d in docs]
+    try:
+        os.kill(int(record["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resume_flow(
@@ -191,5 +229,5 @@ def resume_flow(
             run_id=run_id, started=record.started
         )
         return flow, "the start (nothing was stored)"
-    tag_run(flow, run_id)
+    tag_run(flow, run_id, cfg.name)
     return flow, where

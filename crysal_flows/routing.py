@@ -1,4 +1,7 @@
-"""Routing jobs to FireWorks workers: every job carries ``_category`` in its ``manager_config``.
+"""Routing jobs to workers: every job carries its worker in its ``manager_config``.
+
+FireWorks reads ``_category``, jobflow-remote ``worker``; both are the category of the job's kind
+(``ml``, ``oracle``, ``driver``) in the machine settings' ``workers``.
 
 Jobs are tagged where they are made, also the jobs that cycles and fan-outs add at run time, and
 no job passes its own ``manager_config`` on to the jobs it adds (jobflow's default would send an
@@ -14,7 +17,7 @@ from jobflow import Flow, Job
 
 from crysal_flows.settings import WorkersConfig
 
-__all__ = ["JobKind", "route"]
+__all__ = ["JobKind", "placement", "route"]
 
 JobKind = Literal["ml", "oracle", "driver"]
 
@@ -30,6 +33,15 @@ def _jobs(item: Job | Flow | Iterable) -> Iterable[Job]:
             yield from _jobs(j)
 
 
+def placement(category: str) -> dict[str, str]:
+    """Return the ``manager_config`` that sends a job to the workers of ``category``.
+
+    FireWorks reads ``_category`` (a worker with that category pulls the job); jobflow-remote
+    reads ``worker`` (the worker of that name in its project runs the job).
+    """
+    return {"_category": category, "worker": category}
+
+
 def route(jobs: Job | Flow | Iterable, kind: JobKind, workers: WorkersConfig | None) -> None:
     """Give ``jobs`` the worker category of ``kind`` and stop them passing it to their children.
 
@@ -41,9 +53,9 @@ def route(jobs: Job | Flow | Iterable, kind: JobKind, workers: WorkersConfig | N
 
     workers = workers or WorkersConfig()
     category = getattr(workers, kind)
-    helper = {"manager_config": {"_category": workers.driver}}
+    helper = {"manager_config": placement(workers.driver)}
     for j in _jobs(jobs):
-        j.config.manager_config = {"_category": category}
+        j.config.manager_config = placement(category)
         j.config.pass_manager_config = False
         if not any(
             u.get("function_filter") is not None and u.get("config") == helper

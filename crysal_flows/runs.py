@@ -116,7 +116,7 @@ def _view(store: JobStore, run_id: str, summaries: list[dict] | None) -> RunView
         store,
         run_id,
         Step.POOL,
-        properties=["output.composition", "output.n_atoms", "completed_at"],
+        properties=["output.composition", "output.n_atoms", "completed_at", "metadata"],
     )
     composition = pool[0]["output"].get("composition") if pool else None
     n_atoms = pool[0]["output"].get("n_atoms") if pool else None
@@ -148,9 +148,12 @@ def _view(store: JobStore, run_id: str, summaries: list[dict] | None) -> RunView
         )
     reports = [d["output"] for d in step_outputs(store, run_id, Step.REPORT, load=True)]
     newest = [t for t in (_when(d) for d in (*pool, *label_docs)) if t is not None]
+    name = summaries[-1]["name"] if summaries else None
+    if name is None and pool:
+        name = (pool[0].get("metadata") or {}).get("crysal_name")
     view = RunView(
         run_id=run_id,
-        name=summaries[-1]["name"] if summaries else None,
+        name=name,
         composition=composition,
         n_atoms=n_atoms,
         summaries=summaries,
@@ -196,22 +199,15 @@ def _progress(store: JobStore, run_id: str, summaries: list[dict]) -> CycleProgr
         ]
 
     select = count(Step.SELECT)
-    labels_total = len(select[0]["output"].get("structures", [])) if select else None
-    shards = count(Step.RELAX_SHARD)
-    previous = [
-        d
-        for d in step_outputs(
-            store, run_id, Step.GATHER_ENSEMBLE, properties=["output.n_requested", "metadata"]
-        )
-    ]
+    plan = (select[0].get("metadata") or {}).get("crysal_plan", {}) if select else {}
     return CycleProgress(
         cycle=c,
         labels_done=len(count(Step.ORACLE_SINGLE_POINT)),
-        labels_total=labels_total,
+        labels_total=len(select[0]["output"].get("structures", [])) if select else None,
         members_done=len(count(Step.TRAIN_MEMBER)),
-        members_total=previous[-1]["output"]["n_requested"] if previous else None,
-        shards_done=len(shards),
-        shards_total=shards[0]["output"]["n_shards"] if shards else None,
+        members_total=plan.get("members"),
+        shards_done=len(count(Step.RELAX_SHARD)),
+        shards_total=plan.get("shards"),
     )
 
 

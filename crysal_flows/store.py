@@ -63,8 +63,17 @@ def step_outputs(
 
 
 def find_reports(store: JobStore) -> list[dict[str, Any]]:
-    """Every run's final report in a connected store, oldest first."""
-    return [d["output"] for d in step_outputs(store, None, Step.REPORT, load=True)]
+    """Return every run's final report in a connected store, oldest first.
+
+    Reports of crysal_flows 0.1, whose jobs carry no step, are found by their job name.
+    """
+    query = {
+        "$or": [
+            {"metadata.crysal_step": Step.REPORT},
+            {"name": "crysal report", "metadata.crysal_step": {"$exists": False}},
+        ]
+    }
+    return [d["output"] for d in store.query(query, sort={"completed_at": 1}, load=True)]
 
 
 def last_ensemble(store: JobStore, run_id: str) -> Any:

@@ -47,105 +47,6 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     assert "blob_uuid" in json.dumps(member["output"]["checkpoint"])
 
 
-@pytest.mark.slow
-def test_cli_run_and_results_in_new_process(tmp_path):
-    import yaml
-
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 1, "max_cycles": 1}}))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crysal_flows.cli",
-            "run",
-            str(cfg),
-            "--store",
-            str(tmp_path / "store"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "cycle 0 |" in run.stdout and "oracle cost" in run.stdout
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crysal_flows.cli",
-            "results",
-            "--store",
-            str(tmp_path / "store"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr
-    reports = json.loads(res.stdout)
-    assert len(reports) == 1 and reports[0]["name"] == "tiny"
-    m = reports[0]["minima"][0]
-    assert {"structure", "energy_per_atom", "space_group_symbol"} <= set(m)
-    assert m["structure"]["@class"] == "Structure"
-    # its ensemble, exported, starts a larger search (checked before anything runs)
-    models = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crysal_flows.cli",
-            "models",
-            "--store",
-            str(tmp_path / "store"),
-            "--run",
-            "tiny",
-            "-o",
-            str(tmp_path / "m"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert models.returncode == 0, models.stderr
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "member_1.pt",
-        "member_2.pt",
-        "models.json",
-    ]
-    big = tmp_path / "si16.yaml"
-    big.write_text(
-        yaml.safe_dump(
-            {
-                "name": "si16",
-                "composition": "Si16",
-                "training": {"init_models": str(tmp_path / "m")},
-            }
-        )
-    )
-    check = subprocess.run(
-        [sys.executable, "-m", "crysal_flows.cli", "check", str(big)],
-        capture_output=True,
-        text=True,
-    )
-    assert check.returncode == 0 and "valid" in check.stdout, check.stderr
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crysal_flows.cli",
-            "models",
-            "--store",
-            str(tmp_path / "store"),
-            "--run",
-            "nope",
-            "-o",
-            "x",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert missing.returncode == 2 and "no finished run named 'nope'" in missing.stderr
-
-
 def test_cli_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ncomposition: Si8\npool: {sise: 3}\n")
@@ -228,6 +129,32 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
+
+    # what a user sees of the killed run before resuming it
+    status = subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", "status", "--store", str(store)],
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "interrupted (its process is gone)" in status.stdout, status.stdout
+    assert "1 cycle(s) done" in status.stdout and "now: cycle 1: 4/4 labels" in status.stdout
+    plot = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "plot",
+            "--store",
+            str(store),
+            "-o",
+            str(tmp_path / "png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "png" / "energy.png").stat().st_size > 10_000
 
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -56,6 +56,50 @@ def test_submit_writes_workflow_with_categories(tmp_path):
     # no job hands its own category to the jobs it adds at run time
     assert all(not fw.tasks[0]["job"].config.pass_manager_config for fw in wf.fws)
     assert wf.metadata["composition"] == "Si8"
+    # jobflow-remote reads the worker from the same manager_config
+    assert all(fw.spec["worker"] == fw.spec["_category"] for fw in wf.fws)
+
+
+def test_submit_categories_come_from_settings_or_the_command_line(tmp_path):
+    import os
+
+    env = {**os.environ, "CRYSAL_WORKERS__ML": "a100"}
+    out = tmp_path / "wf.yaml"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            str(ROOT / "examples" / "quick.yaml"),
+            "-o",
+            str(out),
+            "--category",
+            "driver=login",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    cats = {fw.name: fw.spec["_category"] for fw in Workflow.from_file(str(out)).fws}
+    assert cats["train member 1/2 (cycle 0)"] == "a100" and cats["generate pool"] == "login"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "submit",
+            str(ROOT / "examples" / "quick.yaml"),
+            "-o",
+            str(out),
+            "--category",
+            "gpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "KIND=CATEGORY" in bad.stderr
 
 
 def test_workflow_script_adds_to_launchpad(tmp_path):

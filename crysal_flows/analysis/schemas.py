@@ -53,6 +53,11 @@ class CycleSummary(BaseModel):
     status_counts: dict[str, int] = Field(..., description="Candidates per relaxation stop status.")
     sigma_force_median: float | None = Field(None, description="Median force spread, eV/A.")
     sigma_force_p90: float | None = Field(None, description="90th percentile force spread, eV/A.")
+    sigma_force_quantiles: dict[str, float] = Field(
+        default_factory=dict,
+        description="Force spread over the pool at the 0, 5, 25, 50, 75, 95 and 100th "
+        "percentiles, eV/A.",
+    )
     energies: list[float] = Field(
         ...,
         description=f"The lowest {MAX_STORED_ENERGIES} pool energies per atom (finite ones), "
@@ -70,6 +75,11 @@ class CycleSummary(BaseModel):
     )
     converged: bool = Field(..., description="Whether the stopping criterion was met.")
     decision: str = Field(..., description="Why the search goes on or stops.")
+    criterion: dict[str, float] = Field(
+        default_factory=dict,
+        description="The stopping rule's settings: energy_tolerance and max_prediction_error "
+        "(eV/atom), n_top_clusters, min_cycles, max_cycles.",
+    )
     stop: bool = Field(
         False,
         description="Whether the search stops after this cycle (converged or "

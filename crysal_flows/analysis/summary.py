@@ -28,6 +28,16 @@ from crysal_flows.utils import space_group
 __all__ = ["analyse_cycle", "cluster_documents", "cycle_line"]
 
 
+QUANTILES = (0, 5, 25, 50, 75, 95, 100)
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    """Return the ``QUANTILES`` percentiles of ``values`` by name; empty for no values."""
+    if not values:
+        return {}
+    return {str(q): float(np.percentile(values, q)) for q in QUANTILES}
+
+
 def cluster_documents(pool: PoolDocument, clusters: list[Cluster], n: int) -> list[ClusterDocument]:
     """Documents of the ``n`` lowest clusters, with their representatives' space groups."""
     by_index = {cand.index: cand for cand in pool.candidates}
@@ -117,32 +127,43 @@ def analyse_cycle(
         status_counts=counts,
         sigma_force_median=float(np.median(sig)) if sig else None,
         sigma_force_p90=float(np.percentile(sig, 90)) if sig else None,
+        sigma_force_quantiles=_quantiles(sig),
         energies=energies[:MAX_STORED_ENERGIES],
         n_finite=len(energies),
-        energy_quantiles={
-            str(q): float(np.percentile(energies, q)) for q in (0, 5, 25, 50, 75, 95, 100)
-        }
-        if energies
-        else {},
+        energy_quantiles=_quantiles(energies),
         clusters=cluster_documents(
             pool, clusters, max(an.n_top_clusters, config.validation.n_structures, 10)
         ),
         top_energy_change=decision.top_energy_change,
         converged=decision.converged,
         decision=decision.reason,
+        criterion={
+            k: float(v)
+            for k, v in an.model_dump(
+                include={
+                    "energy_tolerance",
+                    "max_prediction_error",
+                    "n_top_clusters",
+                    "min_cycles",
+                    "max_cycles",
+                }
+            ).items()
+        },
         stop=decision.stop,
         resume=ResumePoint(**uuids, n_members=len(ensemble.members), next_state=next_state),
     )
 
 
-def cycle_line(summary: CycleSummary, n_clusters: int | None = None) -> str:
-    """Return the one line a cycle prints."""
+def cycle_line(summary: CycleSummary) -> str:
+    """Return the one short line a cycle prints."""
     best = "n/a" if summary.best_energy_per_atom is None else f"{summary.best_energy_per_atom:.4f}"
-    sig = "n/a" if summary.sigma_force_median is None else f"{summary.sigma_force_median:.3f}"
-    counts = " ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items()))
+    sig = "n/a" if summary.sigma_force_median is None else f"{summary.sigma_force_median:.2f}"
+    n = sum(summary.status_counts.values())
+    settled = sum(summary.status_counts.get(s, 0) for s in ("converged", "stalled", "max_steps"))
+    verdict, _, why = summary.decision.partition(": ")
     return (
-        f"cycle {summary.cycle} | labels {summary.oracle_single_points} "
-        f"({summary.failed_labels} failed) | best {best} eV/atom | clusters "
-        f"{len(summary.clusters) if n_clusters is None else n_clusters} | sigma_F median "
-        f"{sig} eV/A | {counts} | {summary.decision}"
+        f"cycle {summary.cycle}: {summary.oracle_single_points} labels "
+        f"({summary.failed_labels} failed), best {best} eV/atom (ML), sigma_F {sig} eV/A, "
+        f"{settled}/{n} settled, {summary.status_counts.get('uncertain', 0)} uncertain; "
+        f"{verdict} ({why})"
     )

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from jobflow import Flow, Maker, Response
@@ -17,6 +18,7 @@ from crysal_flows.config import OracleConfig
 from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
 from crysal_flows.oracles import get_oracle
+from crysal_flows.progress import Progress
 from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
 from crysal_flows.settings import WorkersConfig
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "OracleStaticMaker",
+    "checked_label",
     "collect_labels",
     "gather_labels",
     "label_structures",
@@ -90,14 +93,30 @@ def single_point(
             seconds=time.perf_counter() - t0,
             **meta,
         )
+    doc = checked_label(
+        structure, identity, energy, forces, stress, max_force, time.perf_counter() - t0, **meta
+    )
+    _log_label(runner.is_dft, oracle.kind, meta, doc.error, energy, len(structure), doc.seconds)
+    return doc
+
+
+def checked_label(
+    structure: Structure,
+    identity: str,
+    energy: float,
+    forces: np.ndarray,
+    stress: np.ndarray,
+    max_force: float,
+    seconds: float = 0.0,
+    **meta: Any,
+) -> LabelDocument:
+    """Return the label of an oracle result (ASE units), failed if it is not finite or absurd."""
+    forces, stress = np.asarray(forces, dtype=float), np.asarray(stress, dtype=float)
     error = None
     if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
         error = "oracle returned non-finite energy, forces or stress"
     elif np.abs(forces).max() > max_force:
         error = f"absurd forces: max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}"
-    _log_label(
-        runner.is_dft, oracle.kind, meta, error, energy, len(structure), time.perf_counter() - t0
-    )
     return LabelDocument(
         structure=structure,
         oracle=identity,
@@ -106,7 +125,7 @@ def single_point(
         energy=energy if math.isfinite(energy) else None,
         forces=forces.tolist() if error is None else None,
         stress=stress.tolist() if error is None else None,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         **meta,
     )
 
@@ -152,7 +171,7 @@ class OracleStaticMaker(Maker):
         predicted_sigma_energy: float | None = None,
     ) -> LabelDocument:
         """Label ``structure``; failures come back as ``success=False``, never as an exception."""
-        return single_point(
+        label = single_point(
             structure,
             self.oracle,
             self.max_force,
@@ -162,6 +181,33 @@ class OracleStaticMaker(Maker):
             predicted_energy_per_atom=predicted_energy_per_atom,
             predicted_sigma_energy=predicted_sigma_energy,
         )
+        _label_progress(cycle)
+        return label
+
+
+_TRACKERS: dict[tuple[str, int], Progress] = {}
+
+
+def _label_progress(cycle: int) -> None:
+    """Log a periodic line over the labels of a cycle that this process runs in turn."""
+    from jobflow import CURRENT_JOB
+
+    meta = (CURRENT_JOB.job.metadata or {}) if CURRENT_JOB.job else {}
+    index, total = meta.get("crysal_index"), meta.get("crysal_total")
+    if not index or not total:
+        return
+    key = (str(meta.get("crysal_run")), cycle)
+    if index == 1:
+        _TRACKERS[key] = Progress(f"cycle {cycle}: oracle labels", total, "labels")
+    if key in _TRACKERS:  # this process ran the cycle's first label (not so under FireWorks)
+        _TRACKERS[key].update(index)
+        if index >= total:
+            del _TRACKERS[key]
+
+
+#: labels picked by their candidates' scores, the low-energy end of the pool (not random picks,
+#: nor candidates labelled because they were stuck): the stopping rule's prediction error is theirs
+SCORE_RANKED = ("score", "uncertain")
 
 
 @crysal_job(data="labels", schema=TrainingSetDocument)
@@ -197,7 +243,7 @@ def gather_labels(
         labels.append(label)
         keys.add(label.key)
         if (
-            label.reason == "score"
+            label.reason in SCORE_RANKED
             and label.predicted_energy_per_atom is not None
             and label.energy_per_atom is not None
         ):
@@ -257,7 +303,8 @@ def label_structures(
         jobs.append(j)
     collect = collect_labels([j.output for j in jobs])
     collect.name = f"collect labels (cycle {cycle})"
-    tag(jobs, Step.ORACLE_SINGLE_POINT, cycle)
+    for k, j in enumerate(jobs, start=1):
+        tag(j, Step.ORACLE_SINGLE_POINT, cycle, crysal_index=k, crysal_total=n)
     tag(collect, Step.COLLECT_LABELS, cycle)
     route(jobs, "oracle", workers)
     route(collect, "driver", workers)

@@ -61,5 +61,7 @@ class TrainingSetDocument(BaseModel):
     n_attempted_total: int = Field(..., description="Oracle single points attempted in all cycles.")
     n_failed_total: int = Field(..., description="Oracle single points that failed in all cycles.")
     prediction_mae: float | None = Field(
-        None, description="MAE (eV/atom) of the previous ensemble on this cycle's new labels."
+        None,
+        description="MAE (eV/atom) of the previous ensemble on this cycle's score-ranked "
+        "labels (reasons score and uncertain: the low-energy end, not random or stuck picks).",
     )

@@ -9,13 +9,18 @@ Reference energies and the average neighbour count use mace's own functions.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from typing import Any
 
-import mace  # noqa: F401  (must precede e3nn)
+import mace
 import numpy as np
 import torch
 from ase import Atoms
+
+with contextlib.redirect_stdout(io.StringIO()):  # mace prints a notice about cuequivariance
+    import mace.modules  # noqa: F401
 
 __all__ = [
     "DTYPE",

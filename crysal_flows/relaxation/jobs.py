@@ -15,6 +15,7 @@ from crysal_flows.config import RelaxationConfig
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
 from crysal_flows.models.ensemble import load_ensemble
+from crysal_flows.progress import Progress
 from crysal_flows.relaxation.relax import relax_batched
 from crysal_flows.relaxation.schemas import ShardDocument
 from crysal_flows.schemas import Candidate, CandidateStatus
@@ -53,21 +54,12 @@ class RelaxShardMaker(Maker):
         cands = [pool.candidates[i] for i in idx]
         ens = load_ensemble(ensemble)
         t0 = time.perf_counter()
-        last = [0.0]
+        tracker = Progress(
+            f"cycle {cycle}: relax shard {shard + 1}/{n_shards}", len(cands), "candidates"
+        )
 
         def progress(done: int, total: int) -> None:
-            now = time.perf_counter()
-            if now - last[0] > 30 or done == total:
-                last[0] = now
-                logger.info(
-                    "cycle %d shard %d/%d: %d/%d candidates relaxed (%.0f s)",
-                    cycle,
-                    shard + 1,
-                    n_shards,
-                    done,
-                    total,
-                    now - t0,
-                )
+            tracker.update(done)
 
         outcomes = relax_batched(
             [structure_to_atoms(c.structure) for c in cands],
@@ -75,6 +67,7 @@ class RelaxShardMaker(Maker):
             self.config,
             pool.reference_volume,
             progress=progress,
+            lowest_label=ensemble.lowest_label_energy_per_atom,
         )
         n_atoms = pool.n_atoms
         new = []

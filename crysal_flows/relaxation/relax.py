@@ -12,6 +12,8 @@ A candidate stops when
   (``uncertain``; the model is out of its depth there, which makes that frame a good label); F are
   the generalised forces, atoms and cell (virial per atom), so that a symmetric cell, whose atomic
   forces vanish in every member, still shows the members' disagreement,
+- its energy falls ``energy_trust`` eV/atom below the lowest label the ensemble was trained on
+  (``uncertain``: the models have seen nothing lower),
 - it found no new energy minimum for ``patience`` steps (``stalled``),
 - it reached ``max_steps`` (``max_steps``), or
 - its energy, forces or stress are not finite, or its volume collapsed (``failed``).
@@ -71,6 +73,13 @@ def _generalised_forces(
     return out
 
 
+def _energy_floor(cfg: RelaxationConfig, lowest_label: float | None, n_atoms: int) -> float:
+    """Total energy (eV) below which a candidate stops: ``energy_trust`` under the lowest label."""
+    if cfg.energy_trust is None or lowest_label is None or not math.isfinite(lowest_label):
+        return -math.inf
+    return (lowest_label - cfg.energy_trust) * n_atoms
+
+
 def _stop_reason(
     energy: float,
     forces: np.ndarray,
@@ -82,6 +91,7 @@ def _stop_reason(
     since_best: int,
     cfg: RelaxationConfig,
     min_volume: float,
+    energy_floor: float = -math.inf,
 ) -> CandidateStatus | None:
     if not (
         math.isfinite(energy)
@@ -92,6 +102,8 @@ def _stop_reason(
         return CandidateStatus.FAILED
     if volume < min_volume:
         return CandidateStatus.FAILED
+    if energy < energy_floor:  # below anything the models were trained on
+        return CandidateStatus.UNCERTAIN
     fmax = float(np.sqrt((gen_forces**2).sum(1)).max())
     if fmax < cfg.fmax:
         return CandidateStatus.CONVERGED
@@ -161,6 +173,7 @@ def relax_batched(
     cfg: RelaxationConfig,
     reference_volume: float,
     progress: Callable[[int, int], None] | None = None,
+    lowest_label: float | None = None,
 ) -> list[RelaxOutcome]:
     """Relax all structures with the ensemble mean, ``cfg.batch_size`` candidates at a time.
 
@@ -172,6 +185,9 @@ def relax_batched(
         The pool's target cell volume; volumes below ``cfg.min_volume_factor`` times it fail.
     progress
         Called as ``progress(done, total)`` whenever candidates finish.
+    lowest_label
+        Lowest energy per atom among the ensemble's training labels; with
+        ``cfg.energy_trust``, candidates stop as uncertain that far below it.
     """
     if not atoms_list:
         return []
@@ -179,6 +195,7 @@ def relax_batched(
     if any(len(a) != n_atoms for a in atoms_list):
         raise ValueError("batched relaxation needs structures with the same number of atoms")
     min_volume = cfg.min_volume_factor * reference_volume
+    floor = _energy_floor(cfg, lowest_label, len(atoms_list[0]) if atoms_list else 0)
     queue = deque(range(len(atoms_list)))
     active: list[_Slot] = []
     results: dict[int, RelaxOutcome] = {}
@@ -215,6 +232,7 @@ def relax_batched(
                 slot.since_best,
                 cfg,
                 min_volume,
+                floor,
             )
             # a frame where the ensemble disagrees (or that failed) never becomes the structure
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
@@ -284,13 +302,18 @@ class CommitteeCalculator(Calculator):
 
 
 def relax_ase(
-    atoms_list: Sequence[Atoms], ensemble: Ensemble, cfg: RelaxationConfig, reference_volume: float
+    atoms_list: Sequence[Atoms],
+    ensemble: Ensemble,
+    cfg: RelaxationConfig,
+    reference_volume: float,
+    lowest_label: float | None = None,
 ) -> list[RelaxOutcome]:
     """Return the reference path: each candidate alone, with ASE's FIRE and UnitCellFilter."""
     from ase.filters import UnitCellFilter
     from ase.optimize import FIRE
 
     min_volume = cfg.min_volume_factor * reference_volume
+    floor = _energy_floor(cfg, lowest_label, len(atoms_list[0]) if atoms_list else 0)
     outcomes = []
     for a0 in atoms_list:
         atoms = a0.copy()
@@ -319,6 +342,7 @@ def relax_ase(
                 since_best,
                 cfg,
                 min_volume,
+                floor,
             )
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
                 best_e, best_atoms = energy, atoms.copy()

@@ -12,6 +12,7 @@ from crysal_flows.config import TrainingConfig
 from crysal_flows.jobs import crysal_job
 from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.models.checkpoint import decode, read_model_file
+from crysal_flows.progress import Progress
 from crysal_flows.settings import apply_torch_settings
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
 from crysal_flows.training.train import Frame, train_member
@@ -67,7 +68,19 @@ class TrainMemberMaker(Maker):
             init = read_model_file(init_model[0], sha256=init_model[1])
             logger.info("cycle %d: member %d starts from %s", cycle, member + 1, init_model[0])
         frames = labels_to_frames(training_set)
-        result = train_member(frames, self.config, seed=seed, init_checkpoint=init)
+        tracker: list[Progress] = []
+
+        def progress(done: int, total: int) -> None:
+            if not tracker:  # the number of epochs is known once training starts
+                tracker.append(
+                    Progress(f"cycle {cycle}: training member {member + 1}", total, "epochs")
+                )
+            if done < total:  # the finished member gets its own line below
+                tracker[0].update(done)
+
+        result = train_member(
+            frames, self.config, seed=seed, init_checkpoint=init, progress=progress
+        )
         model, _ = decode(result.checkpoint, result.sha256)
         n_params = sum(p.numel() for p in model.parameters())
         logger.info(
@@ -101,6 +114,7 @@ class TrainMemberMaker(Maker):
             train_rmse_forces=result.train_rmse_forces,
             validation_rmse_energy=result.validation_rmse_energy,
             validation_rmse_forces=result.validation_rmse_forces,
+            lowest_label_energy_per_atom=min(f.energy / len(f.numbers) for f in frames),
         )
 
 

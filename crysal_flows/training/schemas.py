@@ -25,6 +25,9 @@ class MemberDocument(BaseModel):
     train_rmse_forces: float = Field(..., description="Training RMSE of force components, eV/A.")
     validation_rmse_energy: float | None = Field(None, description="Held-out RMSE of E/atom.")
     validation_rmse_forces: float | None = Field(None, description="Held-out force RMSE, eV/A.")
+    lowest_label_energy_per_atom: float | None = Field(
+        None, description="Lowest energy per atom among its training labels, eV/atom."
+    )
 
 
 class EnsembleDocument(BaseModel):
@@ -33,3 +36,13 @@ class EnsembleDocument(BaseModel):
     cycle: int = Field(..., description="Cycle it was trained in.")
     members: list[MemberDocument] = Field(..., description="Members that trained successfully.")
     n_requested: int = Field(..., description="Members asked for.")
+
+    @property
+    def lowest_label_energy_per_atom(self) -> float | None:
+        """Return the lowest label energy per atom the members were trained on (eV/atom)."""
+        values = [
+            m.lowest_label_energy_per_atom
+            for m in self.members
+            if m.lowest_label_energy_per_atom is not None
+        ]
+        return min(values) if values else None

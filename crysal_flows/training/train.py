@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +135,7 @@ def train_member(
     seed: int,
     init_checkpoint: tuple[str, str] | None = None,
     z_table: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train one ensemble member.
 
@@ -150,6 +151,8 @@ def train_member(
         ``config.warm_start_epochs`` instead of ``config.epochs``.
     z_table
         Atomic numbers the model knows; default: those in ``frames``.
+    progress
+        Called as ``progress(epochs_done, epochs)`` after every epoch.
     """
     t0 = time.perf_counter()
     per_atom = np.array([f.energy / len(f.numbers) for f in frames])
@@ -251,6 +254,8 @@ def train_member(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
         scheduler.step()
+        if progress is not None:
+            progress(epoch + 1, epochs)
         if fitted_val and (epoch >= epochs // 2) and (epoch % 5 == 4 or epoch == epochs - 1):
             ve, vf = _evaluate(model, graphs, targets, val_idx, bs)
             score = config.energy_weight * ve**2 + config.forces_weight * vf**2

@@ -1,0 +1,153 @@
+"""The ``crysal`` command as a user types it, each in a new process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from configs import TINY
+
+
+def crysal(
+    *args: str, env: dict | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "crysal_flows.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+ONE_CYCLE = {**TINY, "analysis": {"min_cycles": 1, "max_cycles": 1}}
+
+
+def test_version_and_help():
+    from crysal_flows import __version__
+
+    out = crysal("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"crysal_flows {__version__}"
+    out = crysal("--help")
+    for command in ("run", "status", "results", "plot", "models", "submit", "check"):
+        assert command in out.stdout
+
+
+@pytest.mark.slow
+def test_finished_run_status_results_export_plot_models(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(ONE_CYCLE))
+    store = str(tmp_path / "store")
+    run = crysal("run", str(cfg), "--store", store)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "cycle 0: 8 labels" in run.stdout and "oracle cost" in run.stdout
+    assert "cuequivariance" not in run.stdout + run.stderr  # third-party noise stays out
+    assert "ML E (eV/atom)" in run.stdout
+    # progress of the long steps: the relaxation says how far and how fast
+    assert "cycle 0: relax shard 1/2: 4/4 candidates in" in run.stdout
+
+    status = crysal("status", "--store", store)
+    assert status.returncode == 0, status.stderr
+    assert "run tiny (" in status.stdout and ": finished;" in status.stdout
+    assert "1 cycle(s) done; 8 oracle single points" in status.stdout
+    assert "result: oracle cost" in status.stdout
+
+    res = crysal("results", "--store", store, "--json")
+    (report,) = json.loads(res.stdout)
+    assert report["name"] == "tiny" and report["minima"][0]["structure"]["@class"] == "Structure"
+    # a reader that stops early: no traceback, no error
+    head = subprocess.run(
+        f"{sys.executable} -m crysal_flows.cli results --store {store} --json | head -c 20",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert head.returncode == 0 and "Traceback" not in head.stderr and len(head.stdout) == 20
+
+    export = crysal("results", "--store", store, "--export", str(tmp_path / "files"))
+    assert export.returncode == 0, export.stderr
+    folder = tmp_path / "files" / f"tiny_{report['run_id']}"
+    from pymatgen.core import Structure
+
+    for m in report["minima"]:
+        stem = f"tiny_rank{m['rank']:02d}_{m['energy_per_atom']:.4f}eV-per-atom_" + m[
+            "space_group_symbol"
+        ].replace("/", "_")
+        for suffix in (".cif", ".vasp"):
+            s = Structure.from_file(folder / f"{stem}{suffix}")
+            assert len(s) == 8 and s.composition.reduced_formula == "Si"
+            assert s.lattice.volume == pytest.approx(
+                Structure.from_dict(m["structure"]).lattice.volume, rel=1e-4
+            )
+    assert "eV/atom" in (folder / f"{stem}.vasp").read_text().splitlines()[0]
+
+    plot = crysal("plot", "--store", store, "-o", str(tmp_path / "png"))
+    assert plot.returncode == 0, plot.stderr
+    for name in ("energy.png", "cycles.png", "statuses.png", "minima.png"):
+        png = tmp_path / "png" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+    # its ensemble, exported, starts a larger search (checked before anything runs)
+    models = crysal("models", "--store", store, "--run", "tiny", "-o", str(tmp_path / "m"))
+    assert models.returncode == 0, models.stderr
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "member_1.pt",
+        "member_2.pt",
+        "models.json",
+    ]
+    big = tmp_path / "si16.yaml"
+    big.write_text(
+        yaml.safe_dump(
+            {
+                "name": "si16",
+                "composition": "Si16",
+                "training": {"init_models": str(tmp_path / "m")},
+            }
+        )
+    )
+    check = crysal("check", str(big))
+    assert check.returncode == 0 and "valid" in check.stdout, check.stderr
+    missing = crysal("models", "--store", store, "--run", "nope", "-o", "x")
+    assert missing.returncode == 2 and "no finished run named 'nope'" in missing.stderr
+
+
+@pytest.mark.slow
+def test_run_into_the_configured_jobstore(tmp_path):
+    """``crysal run --jobstore`` writes to jobflow's configured JobStore (a MontyStore standing in
+    for MongoDB), and status and results read it back from there."""
+    store = {
+        "type": "MontyStore",
+        "database_path": str(tmp_path / "db"),
+        "database_name": "crysal",
+        "storage": "sqlite",
+    }
+    (tmp_path / "jobflow.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "JOB_STORE": {
+                    "docs_store": {**store, "collection_name": "outputs"},
+                    "additional_stores": {"data": {**store, "collection_name": "data"}},
+                }
+            }
+        )
+    )
+    import os
+
+    env = {**os.environ, "JOBFLOW_CONFIG_FILE": str(tmp_path / "jobflow.yaml")}
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**ONE_CYCLE, "name": "tiny-js"}))
+    run = crysal("run", str(cfg), "--jobstore", env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "the JobStore of jobflow's configuration" in run.stdout
+    assert not Path("crysal_store").exists()  # nothing went to the default local store
+    status = crysal("status", "--jobstore", env=env)
+    assert "run tiny-js (" in status.stdout and ": finished;" in status.stdout, status.stdout
+    res = crysal("results", "--jobstore", "--json", env=env)
+    assert [r["name"] for r in json.loads(res.stdout)] == ["tiny-js"]
+    both = crysal("results", "--jobstore", "--store", "x", env=env)
+    assert both.returncode == 2 and "not both" in both.stderr
+    # run again: the finished run is recognised in the JobStore's own run records
+    again = crysal("run", str(cfg), "--jobstore", env=env)
+    assert again.returncode == 0 and "crysal: search tiny-js" in again.stdout
