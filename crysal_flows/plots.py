@@ -129,14 +129,27 @@ def plot_energy(run: RunView, path: Path) -> Path:
         if e is not None:
             ax.axhline(e, color=REFERENCE, ls="--", lw=1)
             ax.annotate(
-                f"{label} (oracle-relaxed reference)",
+                f"{label}: {e:.4f} eV/atom (reference, oracle-relaxed)",
                 (0.01, e),
                 xycoords=("axes fraction", "data"),
                 textcoords="offset points",
-                xytext=(0, 3),
+                xytext=(0, -4),
+                va="top",
                 fontsize=9,
                 color=REFERENCE,
             )
+    if r is not None:
+        edge = r["oracle_single_points"] + 0.5
+        ax.axvline(edge, color="#bbbbbb", lw=1, ls=":")
+        ax.annotate(
+            "validation",
+            (edge, 1.0),
+            xycoords=("data", "axes fraction"),
+            textcoords="offset points",
+            xytext=(3, -12),
+            fontsize=9,
+            color="#777777",
+        )
     ax.set_xlabel("oracle calls (single points, then validation steps)")
     ax.set_ylabel("energy (eV/atom)")
     ax.set_title(_title(run))
@@ -164,7 +177,7 @@ def _box(q: dict[str, float], pos: int) -> dict[str, Any]:
 def plot_cycles(run: RunView, path: Path) -> Path:
     """Force uncertainty and pool energies per cycle, as box plots of their percentiles."""
     plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 5.0), constrained_layout=True)
     cycles = [s["cycle"] for s in run.summaries]
     sig = [(s["cycle"], s.get("sigma_force_quantiles")) for s in run.summaries]
     if all(q for _, q in sig) and sig:
@@ -200,6 +213,23 @@ def plot_cycles(run: RunView, path: Path) -> Path:
         (s["cycle"], s.get("energy_quantiles")) for s in run.summaries if s.get("energy_quantiles")
     ]
     if en:
+        # the low-energy end is what the search is about: collapsed or exploded candidates far
+        # above it would squash it, so the axis stops above the upper quartiles
+        low = min(q["0"] for _, q in en)
+        top = max(q["75"] for _, q in en)
+        top += max(0.5 * (top - low), 0.2)
+        a2.set_ylim(low - 0.05 * (top - low), top)
+        for c, q in en:
+            if q["100"] > top:
+                a2.annotate(
+                    f"↑ {q['100']:.1f}",
+                    (c, top),
+                    textcoords="offset points",
+                    xytext=(5, -11),
+                    ha="left",
+                    fontsize=8,
+                    color="#777777",
+                )
         a2.bxp(
             [_box(q, c) for c, q in en],
             positions=[c for c, _ in en],
@@ -210,15 +240,28 @@ def plot_cycles(run: RunView, path: Path) -> Path:
         )
     for label, e in ((run.report or {}).get("references") or {}).items():
         if e is not None:
-            a2.axhline(e, color=REFERENCE, ls="--", lw=1, label=f"{label} (oracle)")
-    if a2.get_legend_handles_labels()[0]:
-        a2.legend(frameon=False, loc="upper right")
+            a2.axhline(e, color=REFERENCE, ls="--", lw=1)
+            a2.annotate(
+                f"{label} (oracle)",
+                (1.0, e),
+                xycoords=("axes fraction", "data"),
+                textcoords="offset points",
+                xytext=(-3, -4),
+                ha="right",
+                va="top",
+                fontsize=9,
+                color=REFERENCE,
+            )
     a2.set_xlabel("cycle")
     a2.set_ylabel("ensemble energy (eV/atom)")
     a2.set_title("pool energies (ML) after each cycle")
     for ax in (a1, a2):
         ax.set_xticks(cycles)
-    fig.suptitle(_title(run))
+    fig.suptitle(
+        f"{_title(run)}\nboxes: quartiles; whiskers: 5th to 95th percentile; circles: "
+        "lowest and highest",
+        fontsize=11,
+    )
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -267,7 +310,8 @@ def plot_minima(run: RunView, path: Path) -> Path:
         ys = list(range(len(minima)))[::-1]
         de = [m["energy_above_best"] * 1000 for m in minima]
         colours = [ORACLE if m["matches"] else "#8da0cb" for m in minima]
-        ax.barh(ys, de, color=colours, height=0.6)
+        ax.hlines(ys, 0, de, color=colours, lw=3)
+        ax.scatter(de, ys, color=colours, s=60, zorder=3)
         for y, m, d in zip(ys, minima, de, strict=True):
             match = f"  = {', '.join(m['matches'])}" if m["matches"] else ""
             ax.annotate(
@@ -275,12 +319,13 @@ def plot_minima(run: RunView, path: Path) -> Path:
                 f"{m['energy_per_atom']:.4f} eV/atom{match}",
                 (d, y),
                 textcoords="offset points",
-                xytext=(4, -4),
+                xytext=(9, -4),
                 fontsize=10,
             )
         ax.set_yticks(ys, [f"#{m['rank']}" for m in minima])
         ax.set_xlabel("oracle energy above the lowest minimum (meV/atom)")
-        ax.set_xlim(0, max(max(de) * 1.6, 10))
+        ax.set_xlim(-0.03 * max(max(de) * 1.6, 10), max(max(de) * 1.6, 10))
+        ax.set_ylim(-0.7, len(minima) - 0.3)
     ax.set_title(f"minima relaxed with the oracle\n{_title(run)}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
