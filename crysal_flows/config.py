@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "OracleConfig",
     "PoolConfig",
+    "PriorConfig",
     "ReferenceStructure",
     "RelaxationConfig",
     "SearchConfig",
@@ -122,6 +123,39 @@ class SelectionConfig(_Strict):
     )
 
 
+class PriorConfig(_Strict):
+    """A pretrained universal potential under the ensemble: the members learn a correction to it."""
+
+    kind: Literal["chgnet", "sevennet", "mace", "ase"] = Field(
+        ...,
+        description="chgnet (weights in the chgnet package), sevennet (SevenNet-0, weights in "
+        "the sevenn wheel), mace (a MACE model file, e.g. a MACE-MP foundation model), or ase "
+        "(any ASE calculator by import path).",
+    )
+    model: str | None = Field(
+        None,
+        description="chgnet: the model version (default 0.3.0); sevennet: the model name "
+        "(default 7net-0); mace: the model file (required).",
+    )
+    calculator: str | None = Field(
+        None, description="For kind 'ase': import path 'package.module:ClassName'."
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the calculator (kinds chgnet, sevennet and ase).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriorConfig:
+        if self.kind == "mace" and not self.model:
+            raise ValueError("prior kind 'mace' needs 'model: path/to/model_file'")
+        if self.kind == "mace" and not Path(self.model).expanduser().is_file():
+            raise ValueError(f"prior model file {self.model} does not exist")
+        if (self.kind == "ase") != bool(self.calculator):
+            raise ValueError("'calculator' goes with prior kind 'ase', and kind 'ase' needs it")
+        return self
+
+
 class TrainingConfig(_Strict):
     """The MACE ensemble and how it is trained."""
 
@@ -182,6 +216,12 @@ class TrainingConfig(_Strict):
     pair_repulsion: bool = Field(
         True, description="Add MACE's ZBL pair repulsion, so that models never pull atoms together."
     )
+    prior: PriorConfig | None = Field(
+        None,
+        description="A universal potential under the ensemble (see docs/design.md): the "
+        "members learn the oracle's difference to it, the pool is relaxed with it before cycle 0, "
+        "and cycle 0 labels the low-energy end of that relaxation. None: from scratch.",
+    )
 
 
 class RelaxationConfig(_Strict):
@@ -201,7 +241,16 @@ class RelaxationConfig(_Strict):
         "(generalised forces: atoms and the cell's virial per atom) ...",
     )
     uncertainty_floor: float = Field(
-        0.15, ge=0, description="... and max sigma_F >= this floor (eV/A)."
+        0.15, ge=0, description="... and max sigma_F >= this floor (eV/A) ..."
+    )
+    uncertainty_quantile: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="... and max sigma_F >= this quantile of the pool's "
+        "sigma_F at the start of the cycle's relaxation: only candidates more uncertain than "
+        "most of the pool stop, so the pool moves while the ensemble is uniformly unsure, and "
+        "the bar drops as it learns. None: no such bound.",
     )
     energy_trust: float | None = Field(
         None,
@@ -435,6 +484,12 @@ class SearchConfig(_Strict):
             and not Path(self.training.init_models).expanduser().exists()
         ):
             raise ValueError(f"training.init_models: {self.training.init_models} does not exist")
+        if (prior := self.training.prior) is not None and _same_model(prior, self.oracle):
+            raise ValueError(
+                f"training.prior: the prior ({prior.kind}) is the oracle itself; its corrections "
+                "would be zero and the search no better than the prior: choose another prior, or "
+                "none"
+            )
         if self.oracle.kind == "stillinger_weber":
             from crysal_flows.utils import parse_composition
 
@@ -449,6 +504,15 @@ class SearchConfig(_Strict):
 
 
 MAX_PACKING_FRACTION = 0.5
+
+
+def _same_model(prior: PriorConfig, oracle: OracleConfig) -> bool:
+    """Whether a prior computes what the oracle computes (the same code and settings)."""
+    if prior.kind == "chgnet" and oracle.kind == "chgnet":
+        return (prior.model or "0.3.0") == oracle.kwargs.get("model_name", "0.3.0")
+    if prior.kind == "ase" and oracle.kind == "ase":
+        return prior.calculator == oracle.calculator and prior.kwargs == oracle.kwargs
+    return False
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -36,7 +36,7 @@ from crysal_flows.routing import route
 from crysal_flows.schemas import SearchState
 from crysal_flows.selection.jobs import select_structures
 from crysal_flows.settings import SETTINGS, WorkersConfig
-from crysal_flows.training.jobs import TrainMemberMaker, gather_ensemble
+from crysal_flows.training.jobs import TrainMemberMaker, gather_ensemble, prior_ensemble
 from crysal_flows.training.schemas import EnsembleDocument
 from crysal_flows.utils import parse_composition
 from crysal_flows.validation.jobs import OracleRelaxMaker, validate_minima
@@ -140,11 +140,11 @@ class CycleMaker(Maker):
         select.name = f"select (cycle {c})"
         label = label_structures(select.output, self.label_maker, c, workers)
         label.name = f"label (cycle {c})"
-        gather = gather_labels(label.output, training_set, c)
+        gather = gather_labels(label.output, training_set, c, cfg.training.prior)
         gather.name = f"gather labels (cycle {c})"
         n_members = cfg.training.n_members
         # cycle 0 may start from exported models, pinned by checksum in the state
-        init = state.init_models if ensemble is None else []
+        init = state.init_models if c == 0 else []
         warm = cfg.training.warm_start and ensemble is not None and n_previous_members > 0
         members = []
         for k in range(n_members):
@@ -156,7 +156,7 @@ class CycleMaker(Maker):
             )
             j.name = f"train member {k + 1}/{n_members} (cycle {c})"
             members.append(j)
-        ens = gather_ensemble([j.output for j in members], c)
+        ens = gather_ensemble([j.output for j in members], c, cfg.training.prior)
         ens.name = f"gather ensemble (cycle {c})"
         n_shards = len(shard_indices(cfg.pool.size, cfg.relaxation.n_shards))
         shards = []
@@ -166,12 +166,15 @@ class CycleMaker(Maker):
             shards.append(j)
         merged = merge_shards([j.output for j in shards], pool, c)
         merged.name = f"merge shards (cycle {c})"
+        # cycle 0 on a prior compares with the pool as the prior relaxed it
+        start = pool if c == 0 and cfg.training.prior is not None else None
         analyse = self.analyse(
             merged.output,
             gather.output,
             ens.output,
             state,
             {"pool": merged.uuid, "training_set": gather.uuid, "ensemble": ens.uuid},
+            start,
         )
         analyse.name = f"analyse (cycle {c})"
         for jobs, step in (
@@ -212,15 +215,51 @@ class CycleMaker(Maker):
         ensemble: EnsembleDocument,
         state: SearchState,
         uuids: dict[str, str],
+        start_pool: PoolDocument | None = None,
     ) -> Response:
         """Summarise the cycle and add what follows: the next cycle, or validation."""
         from jobflow import CURRENT_JOB
 
         summary = analyse_cycle(
-            pool, training_set, ensemble, state, self.config, CURRENT_JOB.job.uuid, uuids
+            pool,
+            training_set,
+            ensemble,
+            state,
+            self.config,
+            CURRENT_JOB.job.uuid,
+            uuids,
+            start_pool,
         )
         logger.info(cycle_line(summary))
         return Response(output=summary, addition=self.follow_up(summary.resume, summary.stop))
+
+    def start(self, pool: OutputReference | StoredOutput, state: SearchState) -> Flow:
+        """Return cycle 0, after a relaxation of the pool with the prior alone if there is one.
+
+        That relaxation is the universal-potential prescreen; cycle 0 then labels the low-energy
+        end of it (not random candidates), and the prior's error on those labels is the first
+        prediction error the stopping rule sees.
+        """
+        cfg, prior = self.config, self.config.training.prior
+        if prior is None:
+            return self.make(pool, state=state)
+        alone = prior_ensemble(prior)
+        alone.name = "prior ensemble"
+        n_shards = len(shard_indices(cfg.pool.size, cfg.relaxation.n_shards))
+        shards = []
+        for k in range(n_shards):
+            j = self.relax_maker.make(pool, alone.output, cycle=-1, shard=k, n_shards=n_shards)
+            j.name = f"relax shard {k + 1}/{n_shards} (prior)"
+            shards.append(j)
+        merged = merge_shards([j.output for j in shards], pool, -1)
+        merged.name = "merge shards (prior)"
+        tag(alone, Step.GATHER_ENSEMBLE, -1)
+        tag(shards, Step.RELAX_SHARD, -1)
+        tag(merged, Step.MERGE_SHARDS, -1)
+        route(shards, "ml", self.workers)
+        route([alone, merged], "driver", self.workers)
+        first = self.make(merged.output, ensemble=alone.output, state=state)
+        return Flow([alone, *shards, merged, first], output=first.output, name="prior and cycle 0")
 
     def follow_up(self, resume: ResumePoint, stop: bool) -> Flow:
         """Return the flow after a finished cycle: the next cycle, or validation and the report.
@@ -288,7 +327,7 @@ class CrystalSearchMaker(Maker):
         pool.name = "generate pool"
         tag(pool, Step.POOL)
         route(pool, "driver", cycle_maker.workers)
-        first = cycle_maker.make(pool.output, state=state)
+        first = cycle_maker.start(pool.output, state)
         # the run's name first: FireWorks' web GUI cuts long workflow names short
         flow = Flow(
             [pool, first],

@@ -220,8 +220,8 @@ def resume_flow(
     elif finished:
         return None
     elif pools:
-        flow = cycle_maker.make(
-            StoredOutput(uuid=pools[0]["uuid"]), state=initial_state(cfg, run_id, record.started)
+        flow = cycle_maker.start(
+            StoredOutput(uuid=pools[0]["uuid"]), initial_state(cfg, run_id, record.started)
         )
         where = "cycle 0 (the pool was generated)"
     else:  # tagged with the run id already

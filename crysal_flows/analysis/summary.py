@@ -62,6 +62,7 @@ def analyse_cycle(
     config: SearchConfig,
     summary_uuid: str,
     uuids: dict[str, str],
+    start_pool: PoolDocument | None = None,
 ) -> CycleSummary:
     """Cluster the pool, apply the stopping rule and summarise the cycle.
 
@@ -71,6 +72,9 @@ def analyse_cycle(
         UUID of the job whose output this summary is (the next state lists it).
     uuids
         UUIDs of the jobs of this cycle's ``pool``, ``training_set`` and ``ensemble``.
+    start_pool
+        The pool this cycle started from, when it was relaxed before (by the prior): the first
+        cycle's top clusters are compared with its.
 
     Returns
     -------
@@ -86,9 +90,20 @@ def analyse_cycle(
         an.cluster_fingerprint_tolerance,
     )
     top = [cl.energy_per_atom for cl in clusters[: an.n_top_clusters]]
+    previous = state.history[-1] if state.history else None
+    if previous is None and start_pool is not None:
+        previous = [
+            cl.energy_per_atom
+            for cl in cluster_low_energy(
+                start_pool.candidates,
+                an.energy_window,
+                an.cluster_energy_tolerance,
+                an.cluster_fingerprint_tolerance,
+            )[: an.n_top_clusters]
+        ]
     decision = StoppingRule(an).decide(
         top,
-        state.history[-1] if state.history else None,
+        previous,
         training_set.prediction_mae,
         bool(clusters) and clusters[0].reliable,
         c + 1,

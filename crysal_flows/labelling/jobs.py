@@ -14,7 +14,7 @@ from jobflow import Flow, Maker, Response
 from monty.json import MontyDecoder
 from pymatgen.core import Structure
 
-from crysal_flows.config import OracleConfig
+from crysal_flows.config import OracleConfig, PriorConfig
 from crysal_flows.jobs import Step, crysal_job, tag
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
 from crysal_flows.oracles import get_oracle
@@ -22,6 +22,7 @@ from crysal_flows.progress import Progress
 from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
 from crysal_flows.settings import WorkersConfig
+from crysal_flows.utils import structure_to_atoms
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,29 @@ def _label_progress(cycle: int) -> None:
             del _TRACKERS[key]
 
 
+def with_prior(labels: list[LabelDocument], prior: PriorConfig) -> list[LabelDocument]:
+    """Return ``labels`` with the prior's values on their structures (computed where missing)."""
+    from crysal_flows.models.prior import get_prior
+    from crysal_flows.settings import SETTINGS
+
+    model = get_prior(prior, SETTINGS.device)
+    todo = [k for k, lab in enumerate(labels) if lab.prior != model.identity]
+    if not todo:
+        return labels
+    out = list(labels)
+    pred = model.predict([structure_to_atoms(labels[k].structure) for k in todo])
+    for j, k in enumerate(todo):
+        out[k] = labels[k].model_copy(
+            update={
+                "prior": model.identity,
+                "prior_energy": float(pred.energy[j]),
+                "prior_forces": pred.forces[j].tolist(),
+                "prior_stress": pred.stress[j].tolist(),
+            }
+        )
+    return out
+
+
 #: labels picked by their candidates' scores, the low-energy end of the pool (not random picks,
 #: nor candidates labelled because they were stuck): the stopping rule's prediction error is theirs
 SCORE_RANKED = ("score", "uncertain")
@@ -212,12 +236,16 @@ SCORE_RANKED = ("score", "uncertain")
 
 @crysal_job(data="labels", schema=TrainingSetDocument)
 def gather_labels(
-    new_labels: list[LabelDocument | None], previous: TrainingSetDocument | None, cycle: int
+    new_labels: list[LabelDocument | None],
+    previous: TrainingSetDocument | None,
+    cycle: int,
+    prior: PriorConfig | None = None,
 ) -> TrainingSetDocument:
     """Add this cycle's successful labels to the training set.
 
     A label job that fizzled (killed, out of walltime) arrives as ``None`` and counts as a failure.
-    Labels of another oracle than the training set's are refused, never mixed.
+    Labels of another oracle than the training set's are refused, never mixed. With a ``prior``,
+    its values on each new label's structure are computed once, here, and kept with the label.
     """
     labels = list(previous.labels) if previous else []
     oracle = previous.oracle if previous else None
@@ -248,6 +276,8 @@ def gather_labels(
             and label.energy_per_atom is not None
         ):
             errors_pred.append(abs(label.predicted_energy_per_atom - label.energy_per_atom))
+    if prior is not None:
+        labels = with_prior(labels, prior)
     n_new = len(new_labels)
     doc = TrainingSetDocument(
         cycle=cycle,

@@ -35,6 +35,16 @@ class LabelDocument(BaseModel):
         description="Hash of structure, oracle and settings: equal keys are the "
         "same calculation, so a label is never computed or trained on twice.",
     )
+    prior: str | None = Field(
+        None,
+        description="Identity of the prior whose values on this structure are stored below "
+        "(training.prior), if any: the members learn the label's difference to them.",
+    )
+    prior_energy: float | None = Field(None, description="The prior's energy, eV.")
+    prior_forces: list[list[float]] | None = Field(None, description="The prior's forces, eV/A.")
+    prior_stress: list[list[float]] | None = Field(
+        None, description="The prior's stress, eV/A^3, ASE sign convention."
+    )
     reused: bool = Field(
         False,
         description="Taken from an earlier identical calculation in the "

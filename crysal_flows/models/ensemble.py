@@ -12,6 +12,7 @@ from ase import Atoms
 
 from crysal_flows.models.checkpoint import decode
 from crysal_flows.models.mace import graph_batch
+from crysal_flows.models.prior import Prior
 
 __all__ = ["Ensemble", "EnsemblePrediction", "load_ensemble"]
 
@@ -64,53 +65,82 @@ class EnsemblePrediction:
 
 
 class Ensemble:
-    """M MACE models evaluated together on batches of structures of one composition."""
+    """M MACE members evaluated together on batches of structures of one composition.
+
+    With a ``prior``, every member's prediction is the prior's plus the member's own (the
+    members learned the difference); the prior is evaluated once per batch for all of them.
+    Without members, the ensemble is the prior alone and its spread is zero.
+    """
 
     def __init__(
         self,
         models: Sequence[torch.nn.Module],
         hypers: Sequence[dict[str, Any]],
         device: str = "cpu",
+        prior: Prior | None = None,
     ) -> None:
-        if not models:
-            raise ValueError("an ensemble needs at least one model")
+        if not models and prior is None:
+            raise ValueError("an ensemble needs at least one model, or a prior")
         self.device = device
+        self.prior = prior
         self.models = [m.to(device).eval() for m in models]
         for m in self.models:
             for p in m.parameters():
                 p.requires_grad_(False)
-        self.z_table = list(hypers[0]["z_table"])
-        self.r_max = float(max(h["r_max"] for h in hypers))
+        self.z_table = list(hypers[0]["z_table"]) if hypers else []
+        self.r_max = float(max(h["r_max"] for h in hypers)) if hypers else 0.0
+        trained_on = {h.get("prior") for h in hypers}
+        if models and trained_on != {prior.identity if prior else None}:
+            raise ValueError(
+                f"members trained on the prior {sorted(map(str, trained_on))} "
+                f"cannot be used with {prior.identity if prior else 'no prior'}"
+            )
 
     @classmethod
     def from_checkpoints(
-        cls, checkpoints: Sequence[tuple[str, str | None]], device: str = "cpu"
+        cls,
+        checkpoints: Sequence[tuple[str, str | None]],
+        device: str = "cpu",
+        prior: Prior | None = None,
     ) -> Ensemble:
         """Load an ensemble from ``(checkpoint, sha256)`` pairs."""
         loaded = [decode(c, s) for c, s in checkpoints]
-        return cls([m for m, _ in loaded], [h for _, h in loaded], device=device)
+        return cls([m for m, _ in loaded], [h for _, h in loaded], device=device, prior=prior)
 
     def __len__(self) -> int:
         return len(self.models)
 
     def predict(self, atoms_list: Sequence[Atoms]) -> EnsemblePrediction:
         """Evaluate every member on a batch of structures with the same number of atoms."""
-        batch = graph_batch(atoms_list, self.z_table, self.r_max, device=self.device)
         n_struct, n_atoms = len(atoms_list), len(atoms_list[0])
+        base = self.prior.predict(atoms_list) if self.prior is not None else None
         energies, forces, stresses = [], [], []
+        if self.models:
+            batch = graph_batch(atoms_list, self.z_table, self.r_max, device=self.device)
         for model in self.models:
             data = {k: v.clone() if v.is_floating_point() else v for k, v in batch.items()}
             out = model(data, training=False, compute_force=True, compute_stress=True)
             energies.append(out["energy"].detach().cpu().numpy())
             forces.append(out["forces"].detach().cpu().numpy().reshape(n_struct, n_atoms, 3))
             stresses.append(out["stress"].detach().cpu().numpy().reshape(n_struct, 3, 3))
-        return EnsemblePrediction(np.stack(energies), np.stack(forces), np.stack(stresses))
+        if base is None:
+            return EnsemblePrediction(np.stack(energies), np.stack(forces), np.stack(stresses))
+        if not self.models:  # the prior alone
+            return EnsemblePrediction(base.energy[None], base.forces[None], base.stress[None])
+        return EnsemblePrediction(
+            np.stack(energies) + base.energy[None],
+            np.stack(forces) + base.forces[None],
+            np.stack(stresses) + base.stress[None],
+        )
 
 
 def load_ensemble(ensemble: Any, device: str | None = None) -> Ensemble:
-    """Load the members of an ``EnsembleDocument`` (checksums verified)."""
+    """Load the members of an ``EnsembleDocument`` (checksums verified), on its prior if any."""
+    from crysal_flows.models.prior import get_prior
     from crysal_flows.settings import SETTINGS
 
+    device = device or SETTINGS.device
+    prior = get_prior(ensemble.prior, device) if getattr(ensemble, "prior", None) else None
     return Ensemble.from_checkpoints(
-        [(m.checkpoint, m.sha256) for m in ensemble.members], device=device or SETTINGS.device
+        [(m.checkpoint, m.sha256) for m in ensemble.members], device=device, prior=prior
     )

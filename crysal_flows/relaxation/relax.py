@@ -8,7 +8,8 @@ candidate stops, so one slow candidate never holds a batch.
 
 A candidate stops when
 - its largest generalised force is below ``fmax`` (``converged``),
-- the ensemble disagrees: max sigma_F >= max(uncertainty_ratio * max|mean F|, uncertainty_floor)
+- the ensemble disagrees: max sigma_F >= max(uncertainty_ratio * max|mean F|, uncertainty_floor,
+  and, with ``uncertainty_quantile``, that quantile of the candidates' sigma_F before they move)
   (``uncertain``; the model is out of its depth there, which makes that frame a good label); F are
   the generalised forces, atoms and cell (virial per atom), so that a symmetric cell, whose atomic
   forces vanish in every member, still shows the members' disagreement,
@@ -73,6 +74,25 @@ def _generalised_forces(
     return out
 
 
+def starting_uncertainty(
+    atoms_list: Sequence[Atoms], ensemble: Ensemble, cfg: RelaxationConfig
+) -> float:
+    """Return ``cfg.uncertainty_quantile`` of the candidates' sigma_F before they move (eV/A).
+
+    0 without that setting. One ensemble evaluation of every candidate, in batches.
+    """
+    if cfg.uncertainty_quantile is None or not atoms_list:
+        return 0.0
+    sig = []
+    for start in range(0, len(atoms_list), cfg.batch_size):
+        chunk = list(atoms_list[start : start + cfg.batch_size])
+        pred = ensemble.predict(chunk)
+        sig.extend(pred.sigma_generalised_force([a.get_volume() for a in chunk]))
+    sig = np.asarray(sig, dtype=float)
+    sig = sig[np.isfinite(sig)]
+    return float(np.quantile(sig, cfg.uncertainty_quantile)) if len(sig) else 0.0
+
+
 def _energy_floor(cfg: RelaxationConfig, lowest_label: float | None, n_atoms: int) -> float:
     """Total energy (eV) below which a candidate stops: ``energy_trust`` under the lowest label."""
     if cfg.energy_trust is None or lowest_label is None or not math.isfinite(lowest_label):
@@ -92,6 +112,7 @@ def _stop_reason(
     cfg: RelaxationConfig,
     min_volume: float,
     energy_floor: float = -math.inf,
+    sigma_ref: float = 0.0,
 ) -> CandidateStatus | None:
     if not (
         math.isfinite(energy)
@@ -107,7 +128,7 @@ def _stop_reason(
     fmax = float(np.sqrt((gen_forces**2).sum(1)).max())
     if fmax < cfg.fmax:
         return CandidateStatus.CONVERGED
-    if sigma_f >= max(cfg.uncertainty_ratio * fmax, cfg.uncertainty_floor):
+    if sigma_f >= max(cfg.uncertainty_ratio * fmax, cfg.uncertainty_floor, sigma_ref):
         return CandidateStatus.UNCERTAIN
     if steps >= cfg.max_steps:
         return CandidateStatus.MAX_STEPS
@@ -196,6 +217,7 @@ def relax_batched(
         raise ValueError("batched relaxation needs structures with the same number of atoms")
     min_volume = cfg.min_volume_factor * reference_volume
     floor = _energy_floor(cfg, lowest_label, len(atoms_list[0]) if atoms_list else 0)
+    sigma_ref = starting_uncertainty(atoms_list, ensemble, cfg)
     queue = deque(range(len(atoms_list)))
     active: list[_Slot] = []
     results: dict[int, RelaxOutcome] = {}
@@ -233,6 +255,7 @@ def relax_batched(
                 cfg,
                 min_volume,
                 floor,
+                sigma_ref,
             )
             # a frame where the ensemble disagrees (or that failed) never becomes the structure
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
@@ -314,6 +337,7 @@ def relax_ase(
 
     min_volume = cfg.min_volume_factor * reference_volume
     floor = _energy_floor(cfg, lowest_label, len(atoms_list[0]) if atoms_list else 0)
+    sigma_ref = starting_uncertainty(atoms_list, ensemble, cfg)
     outcomes = []
     for a0 in atoms_list:
         atoms = a0.copy()
@@ -343,6 +367,7 @@ def relax_ase(
                 cfg,
                 min_volume,
                 floor,
+                sigma_ref,
             )
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
                 best_e, best_atoms = energy, atoms.copy()

@@ -51,7 +51,8 @@ def _pick(
     pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.random.Generator, n: int
 ) -> list[tuple[Candidate, str, float | None]]:
     cands = pool.candidates
-    if cycle == 0 or all(c.energy_per_atom is None for c in cands):
+    # random picks while the pool was never relaxed (cycle 0, unless a prior relaxed it)
+    if all(c.energy_per_atom is None for c in cands):
         idx = rng.choice(len(cands), size=n, replace=False)
         return [(cands[i], "random", None) for i in idx]
     usable = [

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from jobflow import Maker
 
-from crysal_flows.config import TrainingConfig
+from crysal_flows.config import PriorConfig, TrainingConfig
 from crysal_flows.jobs import crysal_job
 from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.models.checkpoint import decode, read_model_file
+from crysal_flows.models.prior import prior_identity
 from crysal_flows.progress import Progress
 from crysal_flows.settings import apply_torch_settings
 from crysal_flows.training.schemas import EnsembleDocument, MemberDocument
@@ -19,14 +20,32 @@ from crysal_flows.training.train import Frame, train_member
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainMemberMaker", "gather_ensemble", "labels_to_frames"]
+__all__ = ["TrainMemberMaker", "gather_ensemble", "labels_to_frames", "prior_ensemble"]
 
 
-def labels_to_frames(training_set: TrainingSetDocument) -> list[Frame]:
-    """Turn successful labels into training frames."""
+def labels_to_frames(training_set: TrainingSetDocument, prior: str | None = None) -> list[Frame]:
+    """Turn successful labels into training frames, with the values of the prior ``prior``.
+
+    Raises
+    ------
+    ValueError
+        If a label lacks that prior's values (the training set was gathered without it).
+    """
     frames = []
     for label in training_set.labels:
         s = label.structure
+        extra = {}
+        if prior is not None:
+            if label.prior != prior:
+                raise ValueError(
+                    f"label {label.key[:8]} has no values of the prior {prior} "
+                    f"(it has {label.prior}); gather the labels with that prior"
+                )
+            extra = {
+                "prior_energy": float(label.prior_energy),
+                "prior_forces": np.asarray(label.prior_forces),
+                "prior_stress": np.asarray(label.prior_stress),
+            }
         frames.append(
             Frame(
                 numbers=np.array([site.specie.Z for site in s]),
@@ -35,6 +54,7 @@ def labels_to_frames(training_set: TrainingSetDocument) -> list[Frame]:
                 energy=float(label.energy),
                 forces=np.asarray(label.forces),
                 stress=np.asarray(label.stress),
+                **extra,
             )
         )
     return frames
@@ -67,7 +87,8 @@ class TrainMemberMaker(Maker):
         if init is None and init_model is not None:
             init = read_model_file(init_model[0], sha256=init_model[1])
             logger.info("cycle %d: member %d starts from %s", cycle, member + 1, init_model[0])
-        frames = labels_to_frames(training_set)
+        prior = prior_identity(self.config.prior) if self.config.prior else None
+        frames = labels_to_frames(training_set, prior)
         tracker: list[Progress] = []
 
         def progress(done: int, total: int) -> None:
@@ -79,7 +100,7 @@ class TrainMemberMaker(Maker):
                 tracker[0].update(done)
 
         result = train_member(
-            frames, self.config, seed=seed, init_checkpoint=init, progress=progress
+            frames, self.config, seed=seed, init_checkpoint=init, progress=progress, prior=prior
         )
         model, _ = decode(result.checkpoint, result.sha256)
         n_params = sum(p.numel() for p in model.parameters())
@@ -119,8 +140,13 @@ class TrainMemberMaker(Maker):
 
 
 @crysal_job(data="checkpoint", schema=EnsembleDocument, gather=True)
-def gather_ensemble(members: list[MemberDocument | None], cycle: int) -> EnsembleDocument:
-    """Collect the members that trained; fails only if fewer than two did."""
+def gather_ensemble(
+    members: list[MemberDocument | None], cycle: int, prior: PriorConfig | None = None
+) -> EnsembleDocument:
+    """Collect the members that trained; fails only if fewer than two did.
+
+    With a ``prior``, the members are corrections to it, and the ensemble document names it.
+    """
     ok = [m for m in members if m is not None]
     if len(ok) < 2:
         raise RuntimeError(
@@ -135,4 +161,10 @@ def gather_ensemble(members: list[MemberDocument | None], cycle: int) -> Ensembl
             len(members),
             len(ok),
         )
-    return EnsembleDocument(cycle=cycle, members=ok, n_requested=len(members))
+    return EnsembleDocument(cycle=cycle, members=ok, n_requested=len(members), prior=prior)
+
+
+@crysal_job(schema=EnsembleDocument)
+def prior_ensemble(prior: PriorConfig) -> EnsembleDocument:
+    """Return the ensemble of the prior alone (no members): it relaxes the pool before cycle 0."""
+    return EnsembleDocument(cycle=-1, members=[], n_requested=0, prior=prior)

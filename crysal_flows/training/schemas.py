@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from crysal_flows.config import PriorConfig
+
 __all__ = ["EnsembleDocument", "MemberDocument"]
 
 
@@ -36,6 +38,9 @@ class EnsembleDocument(BaseModel):
     cycle: int = Field(..., description="Cycle it was trained in.")
     members: list[MemberDocument] = Field(..., description="Members that trained successfully.")
     n_requested: int = Field(..., description="Members asked for.")
+    prior: PriorConfig | None = Field(
+        None, description="The prior under the members (their predictions are corrections to it)."
+    )
 
     @property
     def lowest_label_energy_per_atom(self) -> float | None:

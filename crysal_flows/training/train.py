@@ -37,6 +37,21 @@ class Frame:
     energy: float
     forces: np.ndarray
     stress: np.ndarray  # 3x3
+    # the prior's values on the structure (training.prior): the member learns the difference
+    prior_energy: float = 0.0
+    prior_forces: np.ndarray | None = None
+    prior_stress: np.ndarray | None = None
+
+    @property
+    def residual(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """Return energy, forces and stress minus the prior's (the label itself without one)."""
+        if self.prior_forces is None:
+            return self.energy, np.asarray(self.forces), np.asarray(self.stress)
+        return (
+            self.energy - self.prior_energy,
+            np.asarray(self.forces) - self.prior_forces,
+            np.asarray(self.stress) - self.prior_stress,
+        )
 
     def to_atoms(self):
         """Return the structure as ASE atoms."""
@@ -72,16 +87,23 @@ def filter_outliers(frames: Sequence[Frame], n_sigma: float) -> list[Frame]:
 
 
 def _targets(frames: Sequence[Frame], ceiling: float) -> list[dict[str, torch.Tensor]]:
-    """Return the training targets; frames above ``ceiling`` (eV/atom) are bounds at it."""
+    """Return the training targets; frames above ``ceiling`` (eV/atom) are bounds at it.
+
+    With a prior, the targets are the differences to the prior (a bound too: the prior plus the
+    member must not fall below the ceiling).
+    """
     out = []
     for f in frames:
         n = len(f.numbers)
         bound = f.energy / n > ceiling
+        energy, forces, stress = f.residual
+        if bound:
+            energy = ceiling * n - f.prior_energy
         out.append(
             {
-                "energy": torch.tensor([ceiling * n if bound else f.energy], dtype=DTYPE),
-                "forces": torch.tensor(f.forces, dtype=DTYPE),
-                "stress": torch.tensor(np.asarray(f.stress).reshape(1, 3, 3), dtype=DTYPE),
+                "energy": torch.tensor([energy], dtype=DTYPE),
+                "forces": torch.tensor(forces, dtype=DTYPE),
+                "stress": torch.tensor(np.asarray(stress).reshape(1, 3, 3), dtype=DTYPE),
                 "n_atoms": torch.tensor([n], dtype=DTYPE),
                 "bound": torch.tensor([bound], dtype=torch.bool),
             }
@@ -136,6 +158,7 @@ def train_member(
     init_checkpoint: tuple[str, str] | None = None,
     z_table: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    prior: str | None = None,
 ) -> TrainResult:
     """Train one ensemble member.
 
@@ -153,6 +176,9 @@ def train_member(
         Atomic numbers the model knows; default: those in ``frames``.
     progress
         Called as ``progress(epochs_done, epochs)`` after every epoch.
+    prior
+        Identity of the prior the frames carry values of: the member learns the difference, and
+        its hyper-parameters name the prior (it is only ever used on top of it).
     """
     t0 = time.perf_counter()
     per_atom = np.array([f.energy / len(f.numbers) for f in frames])
@@ -182,10 +208,12 @@ def train_member(
             frames[i] for i in train_idx if frames[i].energy / len(frames[i].numbers) <= ceiling
         ]
         train_frames = train_frames or [f for f in frames if f.energy / len(f.numbers) <= ceiling]
-        e0 = atomic_energies([f.numbers for f in train_frames], [f.energy for f in train_frames], z)
+        e0 = atomic_energies(
+            [f.numbers for f in train_frames], [f.residual[0] for f in train_frames], z
+        )
         graphs0 = [graph_arrays(f.to_atoms(), z, config.r_max) for f in train_frames]
         force_rms = float(
-            np.sqrt(np.mean(np.concatenate([f.forces.ravel() for f in train_frames]) ** 2))
+            np.sqrt(np.mean(np.concatenate([f.residual[1].ravel() for f in train_frames]) ** 2))
         )
         hyper = {
             **config.model_dump(
@@ -207,6 +235,7 @@ def train_member(
             "scale": max(force_rms, 0.1),
             "shift": 0.0,
             "seed": seed,
+            "prior": prior,
         }
         model = build_model(hyper)
         epochs = config.epochs
