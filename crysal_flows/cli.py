@@ -129,13 +129,13 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _checked_config(path: str, check_oracle_here: bool = True):
+def _checked_config(path: str, check_oracle_here: bool = True, models: bool = True):
     """Load a configuration and check that it can run here, before any job runs."""
     from crysal_flows.config import load_config
     from crysal_flows.preflight import preflight
 
     config = load_config(path)
-    preflight(config, oracle=check_oracle_here)
+    preflight(config, oracle=check_oracle_here, models=models)
     return config
 
 
@@ -144,7 +144,7 @@ def _checked_config(path: str, check_oracle_here: bool = True):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a search with jobflow's run_locally on the on-disk store (or ``--jobstore``)."""
-    config = _checked_config(args.config)
+    config = _checked_config(args.config, models=False)  # the flow reads init_models once
     _setup_logging(args.verbose)
 
     from jobflow import run_locally
@@ -279,6 +279,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     view, store = _load_view(args)
     try:
         record = _registry(args, store).get(view.run_id)
+        exported = []
+        if args.export and view.summaries:
+            from crysal_flows.export import export_candidates
+
+            exported = export_candidates(
+                store, view.run_id, view.summaries[-1], args.export, view.name or view.run_id
+            )
     finally:
         store.close()
     name = view.name or (record or {}).get("name") or "?"
@@ -376,6 +383,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     if args.launchpad:
         lines += _fireworks_states(args.launchpad, view.run_id)
+    if args.export:
+        lines.append(
+            f"  wrote {len(exported) // 2} cluster representatives of the last cycle "
+            f"(ML energies, not validated) to {args.export}"
+            if exported
+            else "  nothing to export yet: no cycle has finished"
+        )
     print("\n".join(lines))
     return 0
 
@@ -530,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--run", help="the run's name or id (default: the newest)")
     _store_options(st)
     st.add_argument("-l", "--launchpad", help="also show the FireWorks states of its workflow")
+    st.add_argument(
+        "--export",
+        metavar="DIR",
+        help="write the last cycle's cluster "
+        "representatives (ML-relaxed, not yet validated) as CIF and POSCAR into DIR",
+    )
     st.set_defaults(func=cmd_status)
     res = sub.add_parser("results", help="list finished runs and their minima")
     _store_options(res)

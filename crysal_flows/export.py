@@ -8,7 +8,7 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-__all__ = ["export_minima", "minimum_filename"]
+__all__ = ["export_candidates", "export_minima", "minimum_filename"]
 
 
 def minimum_filename(report: dict[str, Any], minimum: dict[str, Any]) -> str:
@@ -35,6 +35,54 @@ def export_minima(report: dict[str, Any], directory: str | Path) -> list[Path]:
             f"({report['oracle']}), {m['space_group_symbol']}"
         )
         CifWriter(structure, symprec=0.1).write_file(f"{stem}.cif")
+        Poscar(structure, comment=comment).write_file(f"{stem}.vasp")
+        paths += [Path(f"{stem}.cif"), Path(f"{stem}.vasp")]
+    return paths
+
+
+def export_candidates(
+    store: Any, run_id: str, summary: dict[str, Any], directory: str | Path, name: str
+) -> list[Path]:
+    """Write the representatives of a cycle's low-energy clusters (ML-relaxed, not validated).
+
+    For a run still in progress: the structures the search holds best so far, named by cycle,
+    cluster rank and the ensemble's energy (``eV-per-atom-ML``).
+    """
+    from pymatgen.io.cif import CifWriter
+    from pymatgen.io.vasp import Poscar
+
+    from crysal_flows.jobs import Step
+    from crysal_flows.store import step_outputs
+
+    c = summary["cycle"]
+    pools = [
+        d
+        for d in step_outputs(store, run_id, Step.MERGE_SHARDS, load=True)
+        if (d.get("metadata") or {}).get("crysal_cycle") == c
+    ]
+    if not pools:
+        raise LookupError(f"run {run_id} has no pool of cycle {c} in the store")
+    by_index = {cand["index"]: cand for cand in pools[-1]["output"]["candidates"]}
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for cl in summary["clusters"]:
+        cand = by_index[cl["representative"]]
+        structure = Structure.from_dict(cand["structure"])
+        sg = cl["space_group"].replace("/", "_")
+        stem = out / re.sub(
+            r"[^A-Za-z0-9._-]+",
+            "_",
+            (
+                f"{name}_cycle{c}_cluster{cl['rank']:02d}_{cl['energy_per_atom']:.4f}eV-per-atom-ML_"
+                f"{sg}"
+            ),
+        )
+        comment = (
+            f"{name} cycle {c} cluster {cl['rank']}: {cl['energy_per_atom']:.6f} eV/atom "
+            f"(ensemble, not validated), candidate {cand['index']}, {cand['status']}"
+        )
+        CifWriter(structure).write_file(f"{stem}.cif")
         Poscar(structure, comment=comment).write_file(f"{stem}.vasp")
         paths += [Path(f"{stem}.cif"), Path(f"{stem}.vasp")]
     return paths

@@ -10,11 +10,12 @@ from crysal_flows.utils import parse_composition
 __all__ = ["preflight"]
 
 
-def preflight(config: SearchConfig, oracle: bool = True) -> None:
+def preflight(config: SearchConfig, oracle: bool = True, models: bool = True) -> None:
     """Fail with a clear error, before any job runs, if ``config`` cannot run here.
 
     Checks that the oracle can be built (with ``oracle``; a login node may lack the DFT code) and
-    that ``training.init_models`` holds member files covering the composition's elements.
+    that ``training.init_models`` holds member files covering the composition's elements (with
+    ``models``; building the flow reads and pins them anyway, so ``crysal run`` leaves it there).
 
     Raises
     ------
@@ -26,7 +27,7 @@ def preflight(config: SearchConfig, oracle: bool = True) -> None:
     elements = sorted(parse_composition(config.composition))
     if oracle:
         check_oracle(config.oracle, elements)
-    if config.training.init_models:
+    if models and config.training.init_models:
         try:
             check_model_files(config.training.init_models, elements)
         except ValueError as exc:

@@ -139,6 +139,24 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
     assert status.returncode == 0, status.stderr
     assert "interrupted (its process is gone)" in status.stdout, status.stdout
     assert "1 cycle(s) done" in status.stdout and "now: cycle 1: 4/4 labels" in status.stdout
+    # the best candidates so far as structure files, marked as not validated
+    export = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crysal_flows.cli",
+            "status",
+            "--store",
+            str(store),
+            "--export",
+            str(tmp_path / "so_far"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0 and "not validated" in export.stdout, export.stderr
+    files = sorted((tmp_path / "so_far").glob("tiny_cycle0_cluster01_*eV-per-atom-ML_*"))
+    assert [f.suffix for f in files] == [".cif", ".vasp"]
     plot = subprocess.run(
         [
             sys.executable,
