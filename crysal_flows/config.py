@@ -269,6 +269,13 @@ class RelaxationConfig(_Strict):
         description="A candidate whose volume falls below this multiple of the pool's "
         "reference volume (or whose energy is not finite) is marked failed.",
     )
+    max_volume_factor: float = Field(
+        5.0,
+        gt=1,
+        description="A candidate whose volume grows above this multiple of the pool's reference "
+        "volume is marked failed: an exploded cell, where a potential's energies mean nothing "
+        "(a universal potential put some at -1.9e6 eV/atom).",
+    )
 
 
 class AnalysisConfig(_Strict):

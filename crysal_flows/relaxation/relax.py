@@ -17,7 +17,7 @@ A candidate stops when
   (``uncertain``: the models have seen nothing lower),
 - it found no new energy minimum for ``patience`` steps (``stalled``),
 - it reached ``max_steps`` (``max_steps``), or
-- its energy, forces or stress are not finite, or its volume collapsed (``failed``).
+- its energy, forces or stress are not finite, or its volume collapsed or exploded (``failed``).
 The candidate's new structure is the lowest-energy frame before the stop.
 """
 
@@ -113,6 +113,7 @@ def _stop_reason(
     min_volume: float,
     energy_floor: float = -math.inf,
     sigma_ref: float = 0.0,
+    max_volume: float = math.inf,
 ) -> CandidateStatus | None:
     if not (
         math.isfinite(energy)
@@ -121,7 +122,7 @@ def _stop_reason(
         and math.isfinite(sigma_f)
     ):
         return CandidateStatus.FAILED
-    if volume < min_volume:
+    if not min_volume <= volume <= max_volume:
         return CandidateStatus.FAILED
     if energy < energy_floor:  # below anything the models were trained on
         return CandidateStatus.UNCERTAIN
@@ -216,6 +217,7 @@ def relax_batched(
     if any(len(a) != n_atoms for a in atoms_list):
         raise ValueError("batched relaxation needs structures with the same number of atoms")
     min_volume = cfg.min_volume_factor * reference_volume
+    max_volume = cfg.max_volume_factor * reference_volume
     floor = _energy_floor(cfg, lowest_label, len(atoms_list[0]) if atoms_list else 0)
     sigma_ref = starting_uncertainty(atoms_list, ensemble, cfg)
     queue = deque(range(len(atoms_list)))
@@ -256,6 +258,7 @@ def relax_batched(
                 min_volume,
                 floor,
                 sigma_ref,
+                max_volume,
             )
             # a frame where the ensemble disagrees (or that failed) never becomes the structure
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
@@ -336,6 +339,7 @@ def relax_ase(
     from ase.optimize import FIRE
 
     min_volume = cfg.min_volume_factor * reference_volume
+    max_volume = cfg.max_volume_factor * reference_volume
     floor = _energy_floor(cfg, lowest_label, len(atoms_list[0]) if atoms_list else 0)
     sigma_ref = starting_uncertainty(atoms_list, ensemble, cfg)
     outcomes = []
@@ -368,6 +372,7 @@ def relax_ase(
                 min_volume,
                 floor,
                 sigma_ref,
+                max_volume,
             )
             if new_best and reason not in (CandidateStatus.UNCERTAIN, CandidateStatus.FAILED):
                 best_e, best_atoms = energy, atoms.copy()
