@@ -30,9 +30,12 @@ for them, an estimate of one for the pool.
 An interrupted run started again with the same ``--out`` skips the systems and seeds already in
 its ``results.json``.
 
-Writes ``results.json``, ``cost.png`` (best oracle energy against oracle cost, both methods) and
-``cycles_<system>_<seed>.png`` (ensemble uncertainty and pool energy distribution per cycle) to
-``--out``.
+With ``--prior chgnet`` (or ``sevennet``) it also runs, on the same pools and oracle, the
+universal-potential prescreen (relax the pool with the prior alone, oracle-relax its lowest
+``validation.n_structures`` distinct minima) and the search on that prior.
+
+Writes ``results.json``, ``cost.png`` (every method and seed: its oracle calls and the best oracle
+energy it reached) and, for every search, the ``crysal plot`` figures under ``runs/`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -215,87 +218,218 @@ def run_baseline(
     }
 
 
+def run_prescreen(cfg: dict, prior: str, ground_state, fmax: float, max_steps: int) -> dict:
+    """The universal-potential shortcut on the search's pool: relax every candidate with the prior
+    alone (FIRE with the cell, as the search relaxes), then oracle-relax the lowest
+    ``validation.n_structures`` distinct minima; its oracle cost is those relaxations' steps.
+
+    Candidates whose cells exploded or collapsed under the prior are dropped as failed (the same
+    sanity checks as the search's relaxations), not validated.
+    """
+    from crysal_flows.analysis.clustering import cluster_low_energy
+    from crysal_flows.config import PriorConfig, load_config
+    from crysal_flows.generation.jobs import generate_pool
+    from crysal_flows.models.ensemble import Ensemble
+    from crysal_flows.models.prior import get_prior
+    from crysal_flows.relaxation.relax import relax_batched
+    from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+    from crysal_flows.validation.jobs import _matches_reference, oracle_relax
+
+    config = load_config(cfg)
+    pool = generate_pool(config.composition, config.pool, config.seed)
+    alone = Ensemble([], [], prior=get_prior(PriorConfig(kind=prior)))
+    relax = config.relaxation.model_copy(
+        update={"max_steps": max_steps, "fmax": fmax, "patience": max_steps}
+    )
+    t0 = time.perf_counter()
+    outcomes = relax_batched(
+        [structure_to_atoms(c.structure) for c in pool.candidates],
+        alone,
+        relax,
+        pool.reference_volume,
+    )
+    relaxed_s = time.perf_counter() - t0
+    cands = [
+        c.model_copy(
+            update={
+                "structure": atoms_to_structure(o.best_atoms),
+                "energy_per_atom": o.energy / pool.n_atoms,
+                "status": o.status,
+            }
+        )
+        for c, o in zip(pool.candidates, outcomes, strict=True)
+    ]
+    an = config.analysis
+    clusters = cluster_low_energy(
+        cands, an.energy_window, an.cluster_energy_tolerance, an.cluster_fingerprint_tolerance
+    )
+    rows = []
+    for cl in clusters[: config.validation.n_structures]:
+        doc = oracle_relax(cands[cl.representative].structure, config.oracle, fmax, max_steps)
+        rows.append(
+            {
+                "index": cl.representative,
+                "prior_energy_per_atom": cl.energy_per_atom,
+                "calls": doc.oracle_calls,
+                "energy_per_atom": doc.energy_per_atom,
+                "success": bool(doc.success and _matches_reference(doc.structure, ground_state)),
+            }
+        )
+        print(
+            f"  prescreen {len(rows)}/{config.validation.n_structures} (candidate "
+            f"{cl.representative}, {prior} {cl.energy_per_atom:.4f} eV/atom): "
+            f"{doc.oracle_calls} calls, {'ground state' if rows[-1]['success'] else 'other'}",
+            flush=True,
+        )
+    ok = [r["energy_per_atom"] for r in rows if r["energy_per_atom"] is not None]
+    return {
+        "prior": prior,
+        "found": any(r["success"] for r in rows),
+        "cost": sum(r["calls"] for r in rows),
+        "best": min(ok) if ok else None,
+        "validated": rows,
+        "failed": sum(o.status.value == "failed" for o in outcomes),
+        "prior_seconds": relaxed_s,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+METHODS = {  # key: (label, colour)
+    "random": ("random structure search (expected cost)", "#e6ab02"),
+    "prescreen": ("universal-potential prescreen", "#d95f02"),
+    "scratch": ("active learning from scratch", "#1f4e9c"),
+    "prior": ("active learning on the prior", "#1b9e77"),
+}
+SEED_MARKERS = "osD^vP"
+
+
+def _points(r: dict) -> list[tuple[str, float, float, bool]]:
+    """(method, oracle calls, best oracle energy above the ground state in meV/atom, found)."""
+    gs, pts = r["ground_state_energy"], []
+    b = r["baseline"]
+    energies = [c["energy_per_atom"] for c in b["candidates"] if c["energy_per_atom"] is not None]
+    if b["n_success"]:
+        pts.append(("random", b["expected_cost"], 0.0, True))
+    elif energies:
+        pts.append(("random", b["total_cost"], (min(energies) - gs) * 1000, False))
+
+    def best(report: dict) -> float:
+        e = min((m["energy_per_atom"] for m in report["minima"]), default=math.nan)
+        return (e - gs) * 1000
+
+    pts.append(("scratch", r["search"]["oracle_cost"], best(r["search"]), r["found"]))
+    if "prescreen" in r and r["prescreen"]["best"] is not None:
+        ps = r["prescreen"]
+        pts.append(("prescreen", ps["cost"], (ps["best"] - gs) * 1000, ps["found"]))
+    if "prior_search" in r:
+        p = r["prior_search"]
+        pts.append(("prior", p["search"]["oracle_cost"], best(p["search"]), p["found"]))
+    return pts
+
+
 def _plots(results: list[dict], out: Path) -> None:
-    import matplotlib
+    """cost.png: each method and seed, its oracle calls and the best oracle energy it reached;
+    and for every search its own figures (``crysal plot``) under runs/."""
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from crysal_flows.plots import _pyplot
 
+    plt = _pyplot()
     systems = sorted({r["system"] for r in results})
-    fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(systems),
+        figsize=(4.6 * len(systems) + 2.4, 4.8),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    seeds = sorted({r["seed"] for r in results})
     for ax, system in zip(axes[0], systems, strict=True):
         for r in (r for r in results if r["system"] == system):
-            gs = r["ground_state_energy"]
-            hist = r["search"]["history"]
-            ax.plot(
-                [h["labels"] for h in hist],
-                [h["best_energy_per_atom"] - gs for h in hist],
-                "o-",
-                color="C0",
-                label="active learning (ML pool, per cycle)" if r["seed"] == 0 else None,
-            )
-            done = r["search"]["oracle_single_points"] + r["search"]["validation_steps"]
-            best = min((m["energy_per_atom"] for m in r["search"]["minima"]), default=math.nan)
-            ax.plot(
-                [done],
-                [best - gs],
-                "*",
-                color="C0",
-                ms=12,
-                label="active learning, after validation" if r["seed"] == 0 else None,
-            )
-            # the baseline in one random order: running best oracle energy against cost
-            rng = np.random.default_rng(r["seed"])
-            rows = [c for c in r["baseline"]["candidates"] if c["energy_per_atom"] is not None]
-            order = rng.permutation(len(rows))
-            cost = np.cumsum([rows[i]["calls"] for i in order])
-            best_rs = np.minimum.accumulate([rows[i]["energy_per_atom"] for i in order])
-            ax.step(
-                cost,
-                best_rs - gs,
-                where="post",
-                color="C1",
-                label="random search (one random order)" if r["seed"] == 0 else None,
-            )
+            marker = SEED_MARKERS[seeds.index(r["seed"]) % len(SEED_MARKERS)]
+            for method, x, y, found in _points(r):
+                colour = METHODS[method][1]
+                ax.plot(
+                    [x],
+                    [y],
+                    marker,
+                    ms=9,
+                    mew=2,
+                    color=colour,
+                    mfc=colour if found else "white",
+                    ls="none",
+                )
+        ax.axhline(0, color="#555555", ls="--", lw=1)
         ax.set_xscale("log")
-        ax.set_xlabel("oracle calls")
-        ax.set_ylabel("best energy above ground state (eV/atom)")
+        ax.set_xlabel("oracle calls (single points + relaxation steps)")
+        ax.set_ylabel("best oracle energy above the ground state (meV/atom)")
         ax.set_title(system)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], color=c, marker="o", ls="none", ms=9, label=label)
+        for label, c in METHODS.values()
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker=SEED_MARKERS[k % len(SEED_MARKERS)],
+            ls="none",
+            mfc="white",
+            ms=9,
+            label=f"seed {s}",
+        )
+        for k, s in enumerate(seeds)
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="o",
+            ls="none",
+            ms=9,
+            label="filled: found the ground state",
+        ),
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="o",
+            mfc="white",
+            ls="none",
+            ms=9,
+            label="open: missed it (random search: all its oracle calls)",
+        ),
+    ]
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.savefig(out / "cost.png", dpi=120)
     plt.close(fig)
+    _run_plots(results, out)
+
+
+def _run_plots(results: list[dict], out: Path) -> None:
+    """The ``crysal plot`` figures of every search whose store is in ``out``."""
+    from crysal_flows.plots import plot_run
+    from crysal_flows.runs import load_run
+    from crysal_flows.store import local_store
+
     for r in results:
-        sums = r["summaries"]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-        a1.plot(
-            [s["cycle"] for s in sums],
-            [s["sigma_force_median"] for s in sums],
-            "o-",
-            label="median",
-        )
-        a1.plot(
-            [s["cycle"] for s in sums],
-            [s["sigma_force_p90"] for s in sums],
-            "s--",
-            label="90th percentile",
-        )
-        a1.set_xlabel("cycle")
-        a1.set_ylabel("ensemble force spread (eV/A)")
-        a1.legend()
-        a2.violinplot([s["energies"] for s in sums], positions=[s["cycle"] for s in sums])
-        a2.axhline(r["ground_state_energy"], color="k", ls=":", label="ground state (oracle)")
-        gs = r["ground_state_energy"]
-        a2.set_ylim(gs - 0.2, gs + 2.0)  # the low-energy end; collapsed cells reach far above
-        for ax in (a1, a2):
-            ax.set_xticks([s["cycle"] for s in sums])
-        a2.set_xlabel("cycle")
-        a2.set_ylabel("pool energy, ensemble mean (eV/atom)")
-        a2.legend()
-        fig.suptitle(f"{r['system']}, seed {r['seed']}")
-        fig.tight_layout()
-        fig.savefig(out / f"cycles_{r['system']}_{r['seed']}.png", dpi=120)
-        plt.close(fig)
+        runs = [("_scratch", "", r["search"])]
+        if "prior_search" in r:
+            kind = r["prior_search"]["config"]["training"]["prior"]["kind"]
+            runs.append((f"_{kind}", f"_{kind}", r["prior_search"]["search"]))
+        for name, suffix, report in runs:
+            path = out / f"store_{r['system']}_{r['seed']}{suffix}"
+            if not path.exists():
+                continue
+            store = local_store(path, create=False)
+            store.connect()
+            try:
+                view = load_run(store, report["run_id"])
+            finally:
+                store.close()
+            plot_run(view, out / "runs" / f"{r['system']}_{r['seed']}{name}")
 
 
 def _table(results: list[dict]) -> str:
@@ -327,6 +461,92 @@ def _table(results: list[dict]) -> str:
             f"{system}: active learning found the ground state in "
             f"{sum(r['found'] for r in rs)}/{len(rs)} seeds; random search (its "
             f"relaxed candidates) in {rs_hits}/{len(rs)}"
+        )
+    return "\n".join(lines)
+
+
+SUMMARY_KEYS = (
+    "cycle",
+    "sigma_force_median",
+    "sigma_force_p90",
+    "sigma_force_quantiles",
+    "energies",
+    "energy_quantiles",
+    "best_energy_per_atom",
+    "oracle_single_points",
+    "status_counts",
+    "prediction_mae",
+    "top_energy_change",
+    "decision",
+)
+
+
+def _summaries(summaries: list[dict]) -> list[dict]:
+    return [{k: s.get(k) for k in SUMMARY_KEYS} for s in summaries]
+
+
+def _scratch_and_random(
+    system: str, seed: int, cfg: dict, gs, args: argparse.Namespace, out: Path
+) -> dict:
+    """The search from scratch and random structure search on its pool: one results row."""
+    print(f"{system} seed {seed}: active-learning search", flush=True)
+    report, summaries, seconds = run_search(cfg, out / f"store_{system}_{seed}")
+    found = bool(report["found"])
+    print(
+        f"{system} seed {seed}: found={found}, cost {report['oracle_cost']} "
+        f"({report['oracle_single_points']} single points + "
+        f"{report['validation_steps']} validation steps), {seconds / 60:.1f} min; "
+        "random-search baseline on the same pool",
+        flush=True,
+    )
+    baseline = run_baseline(
+        cfg, gs.structure, args.fmax, args.max_steps, args.baseline_size or None
+    )
+    return {
+        "system": system,
+        "seed": seed,
+        "oracle": args.oracle,
+        "found": found,
+        "ground_state_energy": gs.energy_per_atom,
+        "search": report,
+        "summaries": _summaries(summaries),
+        "search_seconds": seconds,
+        "baseline": baseline,
+        "config": cfg,
+    }
+
+
+def _prior_table(results: list[dict]) -> str:
+    """The four methods side by side: random search, the prescreen, the search from scratch and
+    on the prior (cost: oracle calls; for random search its expectation)."""
+    head = (
+        f"{'system':<8} {'seed':>4} | {'RS found':>8} {'RS cost':>8} | {'PS found':>8} "
+        f"{'PS cost':>7} | {'AL found':>8} {'AL cost':>7} | {'AL+prior':>8} {'cost':>6} "
+        f"{'cycles':>6} {'wall':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        if "prescreen" not in r:
+            continue
+        b, ps, s = r["baseline"], r["prescreen"], r["search"]
+        rs = (
+            f"{b['expected_cost']:.0f}"
+            if b["expected_cost"] is not None
+            else f">{b['total_cost']:.0f}"
+        )
+        p = r.get("prior_search")
+        prior_txt = (
+            (
+                f"{'yes' if p['found'] else 'no':>8} {p['search']['oracle_cost']:>6} "
+                f"{p['search']['cycles']:>6} {p['search_seconds'] / 60:>6.1f}m"
+            )
+            if p
+            else ""
+        )
+        lines.append(
+            f"{r['system']:<8} {r['seed']:>4} | {'yes' if b['n_success'] else 'no':>8} {rs:>8} | "
+            f"{'yes' if ps['found'] else 'no':>8} {ps['cost']:>7} | "
+            f"{'yes' if r['found'] else 'no':>8} {s['oracle_cost']:>7} | {prior_txt}"
         )
     return "\n".join(lines)
 
@@ -443,6 +663,15 @@ def _transfer_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _setting(text: str) -> dict:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise argparse.ArgumentTypeError(f"{text!r}: give SECTION.KEY=VALUE")
+    return {key: yaml.safe_load(value)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("systems", nargs="*", help="compositions, e.g. Si16 Na8Cl8 Ga8As8 Al4O6")
@@ -461,6 +690,19 @@ def main() -> None:
     )
     ap.add_argument("--out", default="benchmark_results", help="output directory")
     ap.add_argument(
+        "--prior",
+        choices=["chgnet", "sevennet"],
+        help="also the universal-potential "
+        "prescreen and the search on this prior, on the same pools (never the oracle)",
+    )
+    ap.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="change a setting of every search, e.g. relaxation.energy_trust=0.2",
+    )
+    ap.add_argument(
         "--transfer",
         metavar="LARGER",
         help="then search this larger cell of the "
@@ -476,6 +718,9 @@ def main() -> None:
         "to --out",
     )
     args = ap.parse_args()
+    args.set = {k: v for d in (args.set or []) for k, v in d.items()}
+    if args.prior and args.prior == args.oracle:
+        ap.error("the prior must not be the oracle")
     out = Path(args.out).resolve()
     if args.report:
         results = [
@@ -528,65 +773,62 @@ def main() -> None:
             flush=True,
         )
         for seed in args.seeds:
-            if any(r["system"] == system and r["seed"] == seed for r in results):
-                print(f"{system} seed {seed}: in {done} already, skipped", flush=True)
-                continue
+            row = next((r for r in results if r["system"] == system and r["seed"] == seed), None)
             cfg = search_config(system, seed, args.oracle, args.quick, str(ref_file))
             cfg["validation"]["max_steps"] = args.max_steps
             cfg["validation"]["fmax"] = args.fmax
             if args.pool:
                 cfg["pool"]["size"] = args.pool
-            print(f"{system} seed {seed}: active-learning search", flush=True)
-            report, summaries, seconds = run_search(cfg, out / f"store_{system}_{seed}")
-            found = bool(report["found"])
-            print(
-                f"{system} seed {seed}: found={found}, cost {report['oracle_cost']} "
-                f"({report['oracle_single_points']} single points + "
-                f"{report['validation_steps']} validation steps), {seconds / 60:.1f} min; "
-                "random-search baseline on the same pool",
-                flush=True,
-            )
-            baseline = run_baseline(
-                cfg, gs.structure, args.fmax, args.max_steps, args.baseline_size or None
-            )
-            results.append(
-                {
-                    "system": system,
-                    "seed": seed,
-                    "oracle": args.oracle,
-                    "found": found,
-                    "ground_state_energy": gs.energy_per_atom,
-                    "search": report,
-                    "summaries": [
-                        {
-                            k: s[k]
-                            for k in (
-                                "cycle",
-                                "sigma_force_median",
-                                "sigma_force_p90",
-                                "energies",
-                                "best_energy_per_atom",
-                                "oracle_single_points",
-                            )
-                        }
-                        for s in summaries
-                    ],
-                    "search_seconds": seconds,
-                    "baseline": baseline,
-                    "config": cfg,
+            for key, value in (args.set or {}).items():  # --set relaxation.energy_trust=0.2
+                section, _, name = key.partition(".")
+                cfg.setdefault(section, {})[name] = value
+            if row is None:
+                row = _scratch_and_random(system, seed, cfg, gs, args, out)
+                results.append(row)
+                (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+                print(_table(results[-1:]), flush=True)
+            else:
+                print(
+                    f"{system} seed {seed}: search and random search in {done} already", flush=True
+                )
+            if args.prior and "prescreen" not in row:
+                print(f"{system} seed {seed}: the {args.prior} prescreen", flush=True)
+                row["prescreen"] = run_prescreen(
+                    cfg, args.prior, gs.structure, args.fmax, args.max_steps
+                )
+                (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+            if args.prior and "prior_search" not in row:
+                print(f"{system} seed {seed}: the search on a {args.prior} prior", flush=True)
+                pcfg = {
+                    **cfg,
+                    "name": f"{system}-{seed}-{args.prior}",
+                    "training": {**cfg["training"], "prior": {"kind": args.prior}},
                 }
-            )
-            (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-            print(_table(results[-1:]), flush=True)
+                report, summaries, seconds = run_search(
+                    pcfg, out / f"store_{system}_{seed}_{args.prior}"
+                )
+                row["prior_search"] = {
+                    "search": report,
+                    "summaries": _summaries(summaries),
+                    "search_seconds": seconds,
+                    "config": pcfg,
+                    "found": bool(report["found"]),
+                }
+                (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+            if args.prior:
+                print(_prior_table([row]), flush=True)
     _plots(results, out)
     print()
     print(_table(results))
+    if any("prescreen" in r for r in results):
+        print()
+        print(_prior_table(results))
     if args.transfer:
         transfer = run_transfer(args, results, out)
         print()
         print(_transfer_table(transfer))
     print(
-        f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/cycles_*.png"
+        f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/runs/*/*.png"
         + (f", {out / 'transfer.json'}, {out / 'transfer.png'}" if args.transfer else "")
     )
 
