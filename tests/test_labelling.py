@@ -83,3 +83,35 @@ def test_chgnet_labels_every_element_in_ase_units():
     fd_trace = (ep - em) / (2 * e) / energy(0.0).get_volume()
     assert abs(np.trace(lab.stress)) > 5e-3  # a cell under real stress
     assert np.trace(lab.stress) == pytest.approx(fd_trace, rel=0.1)
+
+
+def test_labels_with_absurd_forces_are_energy_bounds_not_failures(si_frames):
+    """Atoms pressed together: the forces are not trained on, the energy is a lower bound."""
+    from crysal_flows.config import TrainingConfig
+    from crysal_flows.training.jobs import labels_to_frames
+    from crysal_flows.training.train import _targets, train_member
+
+    crushed = _diamond()
+    crushed.scale_lattice(crushed.volume * 0.5)  # compressed, one atom pushed towards another:
+    crushed.translate_sites([0], [0.5, 0.02, 0.0], frac_coords=False)  # 42 eV/A
+    lab = single_point(crushed, OracleConfig(), max_force=20.0, cycle=1)
+    assert lab.success and lab.energy_only and lab.forces is None and lab.stress is None
+    assert "lower bound" in lab.note and lab.energy_per_atom > -4.0
+    ok = single_point(_diamond(), OracleConfig(), cycle=1)
+    ts = gather_labels.original([ok, lab], None, 1)
+    assert len(ts.labels) == 2 and ts.n_new_failed == 0
+    frames = labels_to_frames(ts)
+    assert frames[1].energy_only and not frames[0].energy_only
+    t = _targets(frames, ceiling=10.0)  # below the ceiling: a bound at its own energy
+    assert bool(t[1]["bound"]) and float(t[1]["energy"]) == pytest.approx(lab.energy, rel=1e-5)
+    assert not bool(t[0]["bound"])
+    # a member trains on such a set (the bound never enters the forces or the reference energies)
+    _, more = si_frames
+    from crysal_flows.training.train import filter_outliers
+
+    everything = [*more, *frames]
+    result = train_member(everything, TrainingConfig(epochs=2, min_steps=0), seed=1)
+    kept = filter_outliers(everything, TrainingConfig().outlier_sigma)
+    assert any(f is frames[1] for f in kept)  # its zero forces are no outlier
+    assert result.n_train + result.n_validation == len(kept)
+    assert np.isfinite(result.train_rmse_energy)

@@ -111,21 +111,30 @@ def checked_label(
     seconds: float = 0.0,
     **meta: Any,
 ) -> LabelDocument:
-    """Return the label of an oracle result (ASE units), failed if it is not finite or absurd."""
+    """Return the label of an oracle result (ASE units).
+
+    Failed if anything is not finite. Forces above ``max_force`` (atoms pressed together) are not
+    trained on, but the energy is: the label becomes a lower bound on it (``energy_only``), so
+    the oracle call still tells the models that this region lies high.
+    """
     forces, stress = np.asarray(forces, dtype=float), np.asarray(stress, dtype=float)
     error = None
     if not (math.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
         error = "oracle returned non-finite energy, forces or stress"
-    elif np.abs(forces).max() > max_force:
-        error = f"absurd forces: max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}"
+    absurd = error is None and np.abs(forces).max() > max_force
     return LabelDocument(
         structure=structure,
         oracle=identity,
         success=error is None,
         error=error,
         energy=energy if math.isfinite(energy) else None,
-        forces=forces.tolist() if error is None else None,
-        stress=stress.tolist() if error is None else None,
+        forces=forces.tolist() if error is None and not absurd else None,
+        stress=stress.tolist() if error is None and not absurd else None,
+        energy_only=bool(absurd),
+        note=f"max |F| = {np.abs(forces).max():.3g} eV/A > {max_force}: trained as a lower "
+        "bound on the energy only"
+        if absurd
+        else None,
         seconds=seconds,
         **meta,
     )

@@ -18,6 +18,12 @@ class LabelDocument(BaseModel):
     reason: str = Field("", description="Why it was selected: random, score, uncertain or stuck.")
     success: bool = Field(..., description="Whether the label is usable for training.")
     error: str | None = Field(None, description="Why the label failed, if it did.")
+    energy_only: bool = Field(
+        False,
+        description="Forces above training.max_force: the energy is trained on as a lower "
+        "bound (the region lies at least this high), the forces and stress are not.",
+    )
+    note: str | None = Field(None, description="Why a successful label is energy-only.")
     energy: float | None = Field(None, description="Total energy, eV.")
     forces: list[list[float]] | None = Field(None, description="Forces, eV/A.")
     stress: list[list[float]] | None = Field(

@@ -52,8 +52,9 @@ def labels_to_frames(training_set: TrainingSetDocument, prior: str | None = None
                 positions=s.cart_coords,
                 cell=s.lattice.matrix,
                 energy=float(label.energy),
-                forces=np.asarray(label.forces),
-                stress=np.asarray(label.stress),
+                forces=np.zeros((len(s), 3)) if label.energy_only else np.asarray(label.forces),
+                stress=np.zeros((3, 3)) if label.energy_only else np.asarray(label.stress),
+                energy_only=label.energy_only,
                 **extra,
             )
         )

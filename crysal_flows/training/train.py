@@ -37,6 +37,7 @@ class Frame:
     energy: float
     forces: np.ndarray
     stress: np.ndarray  # 3x3
+    energy_only: bool = False  # forces absurd: a lower bound on the energy, nothing else fitted
     # the prior's values on the structure (training.prior): the member learns the difference
     prior_energy: float = 0.0
     prior_forces: np.ndarray | None = None
@@ -95,9 +96,10 @@ def _targets(frames: Sequence[Frame], ceiling: float) -> list[dict[str, torch.Te
     out = []
     for f in frames:
         n = len(f.numbers)
-        bound = f.energy / n > ceiling
+        above = f.energy / n > ceiling
+        bound = above or f.energy_only
         energy, forces, stress = f.residual
-        if bound:
+        if above:
             energy = ceiling * n - f.prior_energy
         out.append(
             {
@@ -184,7 +186,7 @@ def train_member(
     per_atom = np.array([f.energy / len(f.numbers) for f in frames])
     ceiling = float(per_atom.min()) + config.max_energy_above_min
     frames = filter_outliers(frames, config.outlier_sigma)
-    n_fit = sum(f.energy / len(f.numbers) <= ceiling for f in frames)
+    n_fit = sum(f.energy / len(f.numbers) <= ceiling and not f.energy_only for f in frames)
     if n_fit < 2:
         raise ValueError(
             f"cannot train on {n_fit} labelled structure(s) within "
@@ -203,11 +205,13 @@ def train_member(
             if z_table is None
             else list(z_table)
         )
+
         # reference energies and scales from the frames that are fitted, not the lower bounds
-        train_frames = [
-            frames[i] for i in train_idx if frames[i].energy / len(frames[i].numbers) <= ceiling
-        ]
-        train_frames = train_frames or [f for f in frames if f.energy / len(f.numbers) <= ceiling]
+        def fitted(f: Frame) -> bool:
+            return f.energy / len(f.numbers) <= ceiling and not f.energy_only
+
+        train_frames = [frames[i] for i in train_idx if fitted(frames[i])]
+        train_frames = train_frames or [f for f in frames if fitted(f)]
         e0 = atomic_energies(
             [f.numbers for f in train_frames], [f.residual[0] for f in train_frames], z
         )
