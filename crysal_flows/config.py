@@ -93,8 +93,15 @@ class SelectionConfig(_Strict):
     kappa: float = Field(
         0.2,
         ge=0,
-        description="LAQA-like score E/atom - kappa * sigma_F (eV/atom per eV/A): larger "
-        "values favour uncertain candidates over low-energy ones.",
+        description="LAQA-like score E/atom - kappa * min(sigma_F, max_sigma) (eV/atom per "
+        "eV/A): larger values favour uncertain candidates over low-energy ones.",
+    )
+    max_sigma: float = Field(
+        1.0,
+        gt=0,
+        description="The score counts a candidate's sigma_F up to this (eV/A): a crushed or "
+        "exploded cell, where the members disagree by 100 eV/A, must not outrank the low-energy "
+        "end.",
     )
     random_fraction: float = Field(
         0.25,
@@ -110,7 +117,14 @@ class SelectionConfig(_Strict):
         description="Fraction of each later cycle's labels reserved for stuck "
         "candidates: those whose last relaxation stopped as uncertain before its first step. "
         "The ensemble will not move them until it learns where they are, and an unlabelled "
-        "stuck candidate stays where it is for the rest of the search.",
+        "stuck candidate stays where it is for the rest of the search. Each is reserved a label "
+        "once, and only within stuck_window of the pool's best energy.",
+    )
+    stuck_window: float = Field(
+        1.0,
+        gt=0,
+        description="Stuck candidates more than this many eV/atom above the pool's best (crushed "
+        "or exploded cells) get no reserved label.",
     )
     rattle: float = Field(0.1, ge=0, le=2, description="Atom rattle amplitude in A at cycle 0.")
     rattle_decay: float = Field(0.7, gt=0, le=1, description="Rattle amplitude factor per cycle.")

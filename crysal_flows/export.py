@@ -1,4 +1,7 @@
-"""Structure files of a run's minima (``crysal results --export DIR``): CIF and POSCAR."""
+"""Structure files of a run's minima (``crysal results --export DIR``): CIF and POSCAR.
+
+Both hold the cell the search relaxed, atom for atom (the space group is in the file name).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def export_minima(report: dict[str, Any], directory: str | Path) -> list[Path]:
             f"{report['name']} rank {m['rank']}: {m['energy_per_atom']:.6f} eV/atom "
             f"({report['oracle']}), {m['space_group_symbol']}"
         )
-        CifWriter(structure, symprec=0.1).write_file(f"{stem}.cif")
+        CifWriter(structure).write_file(f"{stem}.cif")
         Poscar(structure, comment=comment).write_file(f"{stem}.vasp")
         paths += [Path(f"{stem}.cif"), Path(f"{stem}.vasp")]
     return paths

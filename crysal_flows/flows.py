@@ -136,7 +136,7 @@ class CycleMaker(Maker):
         cfg, workers = self.config, self.workers
         state = state or SearchState()
         c = state.cycle
-        select = select_structures(pool, ensemble, c, cfg.selection, cfg.seed)
+        select = select_structures(pool, ensemble, c, cfg.selection, cfg.seed, training_set)
         select.name = f"select (cycle {c})"
         label = label_structures(select.output, self.label_maker, c, workers)
         label.name = f"label (cycle {c})"

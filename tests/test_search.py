@@ -217,7 +217,7 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
     """A finished run that reached max_cycles goes on from its last cycle when max_cycles rises."""
     import yaml
 
-    from crysal_flows.resume import find_resumable
+    from crysal_flows.resume import RunRegistry
     from crysal_flows.store import local_store
 
     store = tmp_path / "store"
@@ -240,8 +240,10 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
     assert "stopped at max_cycles=1" in first
     # another setting changed: not the same search
     other = load_config({**TINY, "seed": 2, "analysis": {**never, "max_cycles": 2}})
-    assert find_resumable(store, other) is None
-    record = find_resumable(store, load_config({**TINY, "analysis": {**never, "max_cycles": 2}}))
+    assert RunRegistry.local(store).find_resumable(other) is None
+    runs = RunRegistry.local(store)
+    two = load_config({**TINY, "analysis": {**never, "max_cycles": 2}})
+    record = runs.find_resumable(two)
     assert record is not None and record.status == "finished" and record.max_cycles == 1
 
     second = run(2)
@@ -269,6 +271,4 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
     assert sorted(d["output"]["cycle"] for d in fresh) == [0] * 8 + [1] * 4  # none ran twice
     js.close()
     # the same configuration again: that run is finished, so this is a new one
-    assert (
-        find_resumable(store, load_config({**TINY, "analysis": {**never, "max_cycles": 2}})) is None
-    )
+    assert runs.find_resumable(two) is None

@@ -30,11 +30,27 @@ def _pool(si_frames):
 
 
 def test_cycle_zero_picks_at_random(si_frames):
-    pool = _pool(si_frames)
+    """A pool nothing relaxed yet (no prior) has no energies: cycle 0 picks at random."""
+    pool, _ = si_frames
+    assert all(c.energy_per_atom is None for c in pool.candidates)
     cfg = SelectionConfig(n_labels=4, n_labels_first=6, min_fingerprint_distance=0)
     doc = select_structures.original(pool, None, 0, cfg, seed=1)
     assert len(doc.structures) == 6 and {s.reason for s in doc.structures} == {"random"}
     assert len({s.source_index for s in doc.structures}) == 6
+
+
+def test_cycle_zero_after_a_prior_ranks_by_score(si_frames):
+    """A pool the prior relaxed before cycle 0 has energies: cycle 0 labels its low end too."""
+    pool = _pool(si_frames)
+    cfg = SelectionConfig(
+        n_labels=4, n_labels_first=8, random_fraction=0.25, min_fingerprint_distance=0
+    )
+    doc = select_structures.original(pool, None, 0, cfg, seed=1)
+    by_reason = {}
+    for s in doc.structures:
+        by_reason.setdefault(s.reason, []).append(s.source_index)
+    assert len(doc.structures) == 8 and len(by_reason["random"]) == 2
+    assert sorted(by_reason["score"])[:4] == [1, 2, 3, 4]  # the lowest energies; 0 failed
 
 
 def test_stuck_candidates_get_labels(si_frames):
@@ -81,3 +97,46 @@ def test_near_duplicates_are_labelled_once(si_frames):
         pool, None, 3, cfg.model_copy(update={"min_fingerprint_distance": 0}), seed=1
     )
     assert [s.source_index for s in doc.structures] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_huge_spread_does_not_outrank_the_low_energy_end(si_frames):
+    """A crushed cell (E +5 eV/atom, members 100 eV/A apart) scores by max_sigma at most."""
+    pool = _pool(si_frames)
+    cands = list(pool.candidates)
+    cands[10] = cands[10].model_copy(update={"energy_per_atom": 5.0, "sigma_force": 100.0})
+    pool = pool.model_copy(update={"candidates": cands})
+    cfg = SelectionConfig(
+        n_labels=4, stuck_fraction=0, random_fraction=0, min_fingerprint_distance=0
+    )
+    doc = select_structures.original(pool, None, 3, cfg, seed=1)
+    assert [s.source_index for s in doc.structures] == [1, 2, 3, 4]
+    # an unbounded spread bonus (what the score was before max_sigma) picks it first
+    doc = select_structures.original(
+        pool, None, 3, cfg.model_copy(update={"max_sigma": 1e6}), seed=1
+    )
+    assert doc.structures[0].source_index == 10
+
+
+def test_stuck_candidates_get_one_reserved_label(si_frames):
+    """A stuck candidate labelled before, or far above the pool's best, gets no reserved label."""
+    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+
+    pool = _pool(si_frames)
+    cands = list(pool.candidates)
+    cands[22] = cands[22].model_copy(update={"energy_per_atom": 3.0})  # an exploded cell
+    pool = pool.model_copy(update={"candidates": cands})
+    cfg = SelectionConfig(
+        n_labels=8, stuck_fraction=0.25, random_fraction=0, min_fingerprint_distance=0
+    )
+    c20 = pool.candidates[20]
+    label = LabelDocument(
+        structure=c20.structure, oracle="sw", cycle=2, source_index=20, success=True, energy=-1.0
+    )
+    ts = TrainingSetDocument(
+        cycle=2, labels=[label], n_new=1, n_new_failed=0, n_attempted_total=1, n_failed_total=0
+    )
+    doc = select_structures.original(pool, None, 3, cfg, seed=1, training_set=ts)
+    stuck = [s.source_index for s in doc.structures if s.reason == "stuck"]
+    assert stuck == [21]  # 20 was labelled in cycle 2; 22 lies 7 eV/atom above the best
+    doc = select_structures.original(pool, None, 3, cfg, seed=1)
+    assert sorted(s.source_index for s in doc.structures if s.reason == "stuck") == [20, 21]

@@ -10,6 +10,7 @@ import numpy as np
 from crysal_flows.config import SelectionConfig
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
+from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.models.ensemble import load_ensemble
 from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.selection.schemas import SelectedStructure, SelectionDocument
@@ -48,7 +49,12 @@ def _is_stuck(c: Candidate) -> bool:
 
 
 def _pick(
-    pool: PoolDocument, config: SelectionConfig, cycle: int, rng: np.random.Generator, n: int
+    pool: PoolDocument,
+    config: SelectionConfig,
+    cycle: int,
+    rng: np.random.Generator,
+    n: int,
+    labelled: set[int] | None = None,
 ) -> list[tuple[Candidate, str, float | None]]:
     cands = pool.candidates
     # random picks while the pool was never relaxed (cycle 0, unless a prior relaxed it)
@@ -66,7 +72,7 @@ def _pick(
     n_stuck = round(config.stuck_fraction * n)
 
     def score(c: Candidate) -> float:
-        return c.energy_per_atom - config.kappa * (c.sigma_force or 0.0)
+        return c.energy_per_atom - config.kappa * min(c.sigma_force or 0.0, config.max_sigma)
 
     scored = sorted(usable, key=score)
     chosen: list[tuple[Candidate, str, float | None]] = []
@@ -92,7 +98,16 @@ def _pick(
                 reason = "score"
             chosen.append((c, reason, score(c)))
 
-    take([c for c in scored if _is_stuck(c)], n_stuck)  # stuck candidates first, best scored first
+    # stuck candidates first, best scored first: each once, and none of the crushed or exploded
+    best = min((c.energy_per_atom for c in usable), default=math.inf)
+    stuck = [
+        c
+        for c in scored
+        if _is_stuck(c)
+        and c.index not in (labelled or set())
+        and c.energy_per_atom <= best + config.stuck_window
+    ]
+    take(stuck, n_stuck)
     take(scored, n - n_random)
     rest = [c for c in cands if c.index not in taken]
     n_more = min(n - len(chosen), len(rest))
@@ -103,16 +118,23 @@ def _pick(
 
 @crysal_job(schema=SelectionDocument)
 def select_structures(
-    pool: PoolDocument, ensemble, cycle: int, config: SelectionConfig, seed: int
+    pool: PoolDocument,
+    ensemble,
+    cycle: int,
+    config: SelectionConfig,
+    seed: int,
+    training_set: TrainingSetDocument | None = None,
 ) -> SelectionDocument:
     """Pick, perturb and (if an ensemble exists) predict the structures to label this cycle.
 
     The ensemble's prediction on each perturbed structure is stored so that, once labelled, the
-    ensemble's error on exactly these structures feeds the stopping criterion.
+    ensemble's error on exactly these structures feeds the stopping criterion. ``training_set``
+    says which candidates were labelled before.
     """
     rng = np.random.default_rng([seed, cycle, 7])
     n = config.n_labels if cycle > 0 else (config.n_labels_first or config.n_labels)
-    picks = _pick(pool, config, cycle, rng, n)
+    labelled = {lab.source_index for lab in training_set.labels} if training_set else set()
+    picks = _pick(pool, config, cycle, rng, n, labelled)
     rattle = config.rattle * config.rattle_decay**cycle
     atoms = [
         perturb(structure_to_atoms(_label_source(c)), rng, rattle, config.strain)
