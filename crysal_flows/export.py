@@ -22,11 +22,18 @@ def minimum_filename(report: dict[str, Any], minimum: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def export_minima(report: dict[str, Any], directory: str | Path) -> list[Path]:
-    """Write every minimum of a report as ``.cif`` and POSCAR (``.vasp``) files."""
+def _write(structure: Structure, stem: Path, comment: str) -> list[Path]:
+    """Write ``stem.cif`` and the POSCAR ``stem.vasp`` (whose first line is ``comment``)."""
     from pymatgen.io.cif import CifWriter
     from pymatgen.io.vasp import Poscar
 
+    CifWriter(structure).write_file(f"{stem}.cif")
+    Poscar(structure, comment=comment).write_file(f"{stem}.vasp")
+    return [Path(f"{stem}.cif"), Path(f"{stem}.vasp")]
+
+
+def export_minima(report: dict[str, Any], directory: str | Path) -> list[Path]:
+    """Write every minimum of a report as ``.cif`` and POSCAR (``.vasp``) files."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -37,9 +44,7 @@ def export_minima(report: dict[str, Any], directory: str | Path) -> list[Path]:
             f"{report['name']} rank {m['rank']}: {m['energy_per_atom']:.6f} eV/atom "
             f"({report['oracle']}), {m['space_group_symbol']}"
         )
-        CifWriter(structure).write_file(f"{stem}.cif")
-        Poscar(structure, comment=comment).write_file(f"{stem}.vasp")
-        paths += [Path(f"{stem}.cif"), Path(f"{stem}.vasp")]
+        paths += _write(structure, stem, comment)
     return paths
 
 
@@ -51,9 +56,6 @@ def export_candidates(
     For a run still in progress: the structures the search holds best so far, named by cycle,
     cluster rank and the ensemble's energy (``eV-per-atom-ML``).
     """
-    from pymatgen.io.cif import CifWriter
-    from pymatgen.io.vasp import Poscar
-
     from crysal_flows.jobs import Step
     from crysal_flows.store import step_outputs
 
@@ -85,7 +87,5 @@ def export_candidates(
             f"{name} cycle {c} cluster {cl['rank']}: {cl['energy_per_atom']:.6f} eV/atom "
             f"(ensemble, not validated), candidate {cand['index']}, {cand['status']}"
         )
-        CifWriter(structure).write_file(f"{stem}.cif")
-        Poscar(structure, comment=comment).write_file(f"{stem}.vasp")
-        paths += [Path(f"{stem}.cif"), Path(f"{stem}.vasp")]
+        paths += _write(structure, stem, comment)
     return paths
