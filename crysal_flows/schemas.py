@@ -55,6 +55,18 @@ class Candidate(BaseModel):
     )
     steps: int = Field(0, description="ML relaxation steps in the last cycle.")
     total_steps: int = Field(0, description="ML relaxation steps over all cycles.")
+    converged_cycle: int | None = Field(
+        None,
+        description="The last cycle whose ensemble relaxed this candidate to convergence with "
+        "low uncertainty, kept while the candidate has not moved since (later ensembles that "
+        "stop it as uncertain before its first step leave it where it converged); None once "
+        "it moves, or if it never converged.",
+    )
+
+    @property
+    def at_confirmed_minimum(self) -> bool:
+        """Whether the candidate sits where an ensemble converged it with low uncertainty."""
+        return self.status == CandidateStatus.CONVERGED or self.converged_cycle is not None
 
 
 class SearchState(MSONModel):

@@ -138,3 +138,37 @@ def test_gather_ensemble_needs_two_members():
     assert [m.member for m in doc.members] == [0, 2] and doc.n_requested == 3
     with pytest.raises(RuntimeError, match="only 1 of 3 ensemble members trained"):
         gather_ensemble.original([None, member(1), None], 0)
+
+
+def _outcome(atoms, status, steps):
+    from crysal_flows.relaxation.relax import RelaxOutcome
+
+    return RelaxOutcome(status, steps, atoms, atoms, -4.3 * len(atoms), 0.0, 0.2, 0.01)
+
+
+def test_a_candidate_keeps_its_confirmed_minimum_only_while_it_does_not_move():
+    """An ensemble converged candidate 0 in cycle 3; cycle 4's ensemble stops it as uncertain
+    before its first step (it stays where it converged), cycle 5's moves it uncertainly."""
+    from crysal_flows.relaxation.jobs import relaxed_candidate
+
+    d = bulk("Si", "diamond", a=5.43, cubic=True)
+    c = _cand(0, d, -4.2, CandidateStatus.UNCERTAIN)
+    assert not c.at_confirmed_minimum
+    c3 = relaxed_candidate(c, _outcome(d, CandidateStatus.CONVERGED, 12), 3, len(d))
+    assert c3.converged_cycle == 3 and c3.at_confirmed_minimum
+    c4 = relaxed_candidate(c3, _outcome(d, CandidateStatus.UNCERTAIN, 0), 4, len(d))
+    assert c4.status == CandidateStatus.UNCERTAIN and c4.converged_cycle == 3
+    assert c4.at_confirmed_minimum
+    assert cluster_low_energy([c4], 0.25, 0.01, 0.1)[0].reliable
+    c5 = relaxed_candidate(c4, _outcome(d, CandidateStatus.UNCERTAIN, 1), 5, len(d))
+    assert c5.converged_cycle is None and not c5.at_confirmed_minimum
+    assert not cluster_low_energy([c5], 0.25, 0.01, 0.1)[0].reliable
+    # stalled or at max_steps after moving: no longer at the confirmed minimum either
+    for status in (CandidateStatus.STALLED, CandidateStatus.MAX_STEPS):
+        moved = relaxed_candidate(c4, _outcome(d, status, 30), 5, len(d))
+        assert moved.converged_cycle is None and not moved.at_confirmed_minimum
+    # a candidate that never converged and did not move has none
+    assert (
+        relaxed_candidate(c, _outcome(d, CandidateStatus.UNCERTAIN, 0), 4, 8).converged_cycle
+        is None
+    )

@@ -21,7 +21,7 @@ class Cluster:
     representative: int  # pool index of the lowest-energy member
     energy_per_atom: float
     members: list[int]
-    reliable: bool  # representative converged with low uncertainty
+    reliable: bool  # representative at a minimum an ensemble converged it to (Candidate)
 
 
 def cluster_low_energy(
@@ -62,7 +62,7 @@ def cluster_low_energy(
                     representative=c.index,
                     energy_per_atom=c.energy_per_atom,
                     members=[c.index],
-                    reliable=c.status == CandidateStatus.CONVERGED,
+                    reliable=c.at_confirmed_minimum,
                 )
             )
             prints.append(fp)

@@ -17,7 +17,11 @@ class ClusterDocument(BaseModel):
     representative: int = Field(..., description="Pool index of its lowest-energy member.")
     energy_per_atom: float = Field(..., description="Ensemble-mean energy of it, eV/atom.")
     size: int = Field(..., description="Candidates in the cluster.")
-    reliable: bool = Field(..., description="Representative converged with low uncertainty.")
+    reliable: bool = Field(
+        ...,
+        description="Representative converged with low uncertainty, this cycle or in an earlier "
+        "one without moving since.",
+    )
     space_group: str = Field(..., description="Space group of the representative (tol 0.1 A).")
 
 

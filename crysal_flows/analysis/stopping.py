@@ -3,7 +3,9 @@
 A search is converged after a cycle when the energies of the top ``n_top_clusters`` clusters moved
 less than ``energy_tolerance`` since the previous cycle, the previous ensemble predicted this
 cycle's low-energy labels within ``max_prediction_error`` before it was retrained on them, the
-best cluster's representative converged with low uncertainty, and at least ``min_cycles`` cycles
+best cluster's representative sits at a minimum that an ensemble converged it to with low
+uncertainty (this cycle, or an earlier one if it has not moved since: a retrained ensemble that
+stops it as uncertain before its first step leaves it there), and at least ``min_cycles`` cycles
 ran. It stops when converged or after ``max_cycles`` cycles.
 """
 
@@ -62,7 +64,8 @@ class StoppingRule:
         prediction_mae
             The previous ensemble's error on this cycle's low-energy labels (None: no such label).
         best_reliable
-            Whether the best cluster's representative converged with low uncertainty.
+            Whether the best cluster's representative sits at a minimum an ensemble converged it
+            to with low uncertainty (``Candidate.at_confirmed_minimum``).
         cycles_done
             Cycles finished, this one included.
         """

@@ -16,7 +16,7 @@ from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
 from crysal_flows.models.ensemble import load_ensemble
 from crysal_flows.progress import Progress
-from crysal_flows.relaxation.relax import relax_batched
+from crysal_flows.relaxation.relax import RelaxOutcome, relax_batched
 from crysal_flows.relaxation.schemas import ShardDocument
 from crysal_flows.schemas import Candidate, CandidateStatus
 from crysal_flows.settings import apply_torch_settings
@@ -25,7 +25,7 @@ from crysal_flows.utils import atoms_to_structure, structure_to_atoms
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RelaxShardMaker", "merge_shards", "shard_indices"]
+__all__ = ["RelaxShardMaker", "merge_shards", "relaxed_candidate", "shard_indices"]
 
 
 def shard_indices(n: int, n_shards: int) -> list[np.ndarray]:
@@ -35,6 +35,35 @@ def shard_indices(n: int, n_shards: int) -> list[np.ndarray]:
 
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
+
+
+def relaxed_candidate(c: Candidate, o: RelaxOutcome, cycle: int, n_atoms: int) -> Candidate:
+    """Return candidate ``c`` after a relaxation in ``cycle`` that ended in ``o``.
+
+    ``converged_cycle`` becomes ``cycle`` where it converged, stays where it did not move (an
+    uncertain stop before its first step keeps the structure that an earlier cycle converged)
+    and is cleared where it moved without converging.
+    """
+    if o.status == CandidateStatus.CONVERGED:
+        converged_cycle = cycle
+    elif o.steps == 0:
+        converged_cycle = c.converged_cycle
+    else:
+        converged_cycle = None
+    return c.model_copy(
+        update={
+            "structure": atoms_to_structure(o.best_atoms),
+            "final_structure": atoms_to_structure(o.final_atoms),
+            "energy_per_atom": _finite(o.energy / n_atoms),
+            "sigma_energy": _finite(o.sigma_energy / n_atoms),
+            "sigma_force": _finite(o.sigma_force),
+            "max_force": _finite(o.max_force),
+            "status": o.status,
+            "steps": o.steps,
+            "total_steps": c.total_steps + o.steps,
+            "converged_cycle": converged_cycle,
+        }
+    )
 
 
 @dataclass
@@ -69,24 +98,10 @@ class RelaxShardMaker(Maker):
             progress=progress,
             lowest_label=ensemble.lowest_label_energy_per_atom,
         )
-        n_atoms = pool.n_atoms
-        new = []
-        for c, o in zip(cands, outcomes, strict=True):
-            new.append(
-                c.model_copy(
-                    update={
-                        "structure": atoms_to_structure(o.best_atoms),
-                        "final_structure": atoms_to_structure(o.final_atoms),
-                        "energy_per_atom": _finite(o.energy / n_atoms),
-                        "sigma_energy": _finite(o.sigma_energy / n_atoms),
-                        "sigma_force": _finite(o.sigma_force),
-                        "max_force": _finite(o.max_force),
-                        "status": o.status,
-                        "steps": o.steps,
-                        "total_steps": c.total_steps + o.steps,
-                    }
-                )
-            )
+        new = [
+            relaxed_candidate(c, o, cycle, pool.n_atoms)
+            for c, o in zip(cands, outcomes, strict=True)
+        ]
         counts = Counter(o.status.value for o in outcomes)
         return ShardDocument(
             cycle=cycle,
