@@ -72,6 +72,37 @@ def _oracle_curve(run: RunView) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
+def _focus_energy_axis(
+    ax: Any, run: RunView, xs: list[int], ys: list[float], ml: list[float]
+) -> None:
+    """Limit the energy axis to where the search is decided, from the first cycle's end down.
+
+    The first random labels lie eV/atom above everything that follows and would squash it; the
+    curve above the limit is clipped, with an arrow and its highest value written.
+    """
+    r = run.report or {}
+    refs = [e for e in (r.get("references") or {}).values() if e is not None]
+    minima = [m["energy_per_atom"] for m in (r.get("minima") or [])[:1]]
+    first = run.summaries[0]["oracle_single_points"] if run.summaries else 0
+    later = [y for x, y in zip(xs, ys, strict=True) if x >= first]
+    values = [v for v in (*ml, *minima, *refs, *later) if math.isfinite(v)]
+    if not values or not ys:
+        return
+    low, high = min(values), max(values)
+    pad = max(0.08 * (high - low), 0.02)
+    top = high + 2.5 * pad  # room for the point labels
+    ax.set_ylim(low - 2 * pad, top)
+    if max(ys) > top:
+        ax.annotate(
+            f"↑ the first labels, up to {max(ys):+.2f} eV/atom",
+            (xs[0], top),
+            textcoords="offset points",
+            xytext=(6, -12),
+            fontsize=8,
+            color="#777777",
+        )
+
+
 def plot_energy(run: RunView, path: Path) -> Path:
     """Energy per atom against oracle calls (see the module's docstring)."""
     plt = _pyplot()
@@ -133,8 +164,8 @@ def plot_energy(run: RunView, path: Path) -> Path:
                 (0.01, e),
                 xycoords=("axes fraction", "data"),
                 textcoords="offset points",
-                xytext=(0, -4),
-                va="top",
+                xytext=(0, 3),
+                va="bottom",
                 fontsize=9,
                 color=REFERENCE,
             )
@@ -150,11 +181,12 @@ def plot_energy(run: RunView, path: Path) -> Path:
             fontsize=9,
             color="#777777",
         )
+    _focus_energy_axis(ax, run, xs, ys, [y for _, y in cyc])
     ax.set_xlabel("oracle calls (single points, then validation steps)")
     ax.set_ylabel("energy (eV/atom)")
     ax.set_title(_title(run))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", frameon=False)
+        fig.legend(loc="outside lower center", frameon=False, fontsize=9)
     else:
         ax.text(0.5, 0.5, "no finished cycle yet", ha="center", transform=ax.transAxes)
     fig.savefig(path, dpi=120)
@@ -215,7 +247,8 @@ def plot_cycles(run: RunView, path: Path) -> Path:
     if en:
         # the low-energy end is what the search is about: collapsed or exploded candidates far
         # above it would squash it, so the axis stops above the upper quartiles
-        low = min(q["0"] for _, q in en)
+        refs = [e for e in ((run.report or {}).get("references") or {}).values() if e is not None]
+        low = min([q["0"] for _, q in en] + refs)
         top = max(q["75"] for _, q in en)
         top += max(0.5 * (top - low), 0.2)
         a2.set_ylim(low - 0.05 * (top - low), top)
@@ -246,9 +279,9 @@ def plot_cycles(run: RunView, path: Path) -> Path:
                 (1.0, e),
                 xycoords=("axes fraction", "data"),
                 textcoords="offset points",
-                xytext=(-3, -4),
+                xytext=(-3, 3),
                 ha="right",
-                va="top",
+                va="bottom",
                 fontsize=9,
                 color=REFERENCE,
             )
