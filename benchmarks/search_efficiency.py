@@ -174,7 +174,7 @@ def run_baseline(
     """
     from crysal_flows.config import load_config
     from crysal_flows.generation.jobs import generate_pool
-    from crysal_flows.validation.jobs import _matches_reference, oracle_relax
+    from crysal_flows.validation.jobs import matches_reference, oracle_relax
 
     config = load_config(cfg)
     pool = generate_pool(config.composition, config.pool, config.seed)
@@ -189,7 +189,7 @@ def run_baseline(
     for j, i in enumerate(picked):
         cand = pool.candidates[i]
         doc = oracle_relax(cand.structure, config.oracle, fmax, max_steps)
-        ok = bool(doc.success and _matches_reference(doc.structure, ground_state))
+        ok = bool(doc.success and matches_reference(doc.structure, ground_state))
         rows.append(
             {
                 "index": int(i),
@@ -233,7 +233,7 @@ def run_prescreen(cfg: dict, prior: str, ground_state, fmax: float, max_steps: i
     from crysal_flows.models.prior import get_prior
     from crysal_flows.relaxation.relax import relax_batched
     from crysal_flows.utils import atoms_to_structure, structure_to_atoms
-    from crysal_flows.validation.jobs import _matches_reference, oracle_relax
+    from crysal_flows.validation.jobs import matches_reference, oracle_relax
 
     config = load_config(cfg)
     pool = generate_pool(config.composition, config.pool, config.seed)
@@ -272,7 +272,7 @@ def run_prescreen(cfg: dict, prior: str, ground_state, fmax: float, max_steps: i
                 "prior_energy_per_atom": cl.energy_per_atom,
                 "calls": doc.oracle_calls,
                 "energy_per_atom": doc.energy_per_atom,
-                "success": bool(doc.success and _matches_reference(doc.structure, ground_state)),
+                "success": bool(doc.success and matches_reference(doc.structure, ground_state)),
             }
         )
         print(

@@ -352,7 +352,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         reliable = bool(s["clusters"]) and s["clusters"][0]["reliable"]
         lines.append(
             f"  stopping rule: top energies moved {meV(change)}{tol}, prediction MAE "
-            f"{meV(mae)}{tol_mae}, best cluster converged: "
+            f"{meV(mae)}{tol_mae}, best cluster at a converged minimum: "
             f"{'yes' if reliable else 'no'}{span}; {s['decision'].split(':')[0]}"
         )
     p = view.progress

@@ -37,6 +37,7 @@ __all__ = [
     "OracleRelaxMaker",
     "build_reference",
     "make_report",
+    "matches_reference",
     "oracle_relax",
     "validate_minima",
 ]
@@ -133,8 +134,8 @@ def build_reference(ref: ReferenceStructure) -> Structure:
     return atoms_to_structure(bulk(**(ref.bulk or {})))
 
 
-def _matches_reference(structure: Structure, reference: Structure) -> bool:
-    # Compare primitive cells at matched volume: a supercell of the reference matches too.
+def matches_reference(structure: Structure, reference: Structure) -> bool:
+    """Whether ``structure`` is ``reference``: primitive cells at matched volume, supercells too."""
     return StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True).fit(
         structure, reference
     )
@@ -194,7 +195,7 @@ def make_report(
         head = g[0]
         symbol, number = space_group(head.structure)
         matches = [
-            label for label, s in ref_structs.items() if _matches_reference(head.structure, s)
+            label for label, s in ref_structs.items() if matches_reference(head.structure, s)
         ]
         minima.append(
             MinimumDocument(
