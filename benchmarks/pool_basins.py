@@ -9,8 +9,8 @@ is also random structure search's success rate on that pool.
     python benchmarks/pool_basins.py examples/si16.yaml --seeds 0 1 2 3 4
     python benchmarks/pool_basins.py examples/si16.yaml --size 192 --seeds 0 1 2
 
-Cheap with a classical oracle (Stillinger-Weber Si16: about a minute per 48 candidates on one
-core); with DFT it is a whole random structure search.
+Cheap with a classical oracle (Stillinger-Weber Si16: 2-3 minutes per 48 candidates on one
+core beside other work); with DFT it is a whole random structure search.
 """
 
 from __future__ import annotations
