@@ -22,6 +22,8 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module="pyxtal")
     warnings.filterwarnings("ignore", module="spglib")
+    # CHGNet (a prior or oracle) converts a tensor that requires grad on every call
+    warnings.filterwarnings("ignore", message=".*Converting a tensor with requires_grad=True.*")
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -33,6 +33,11 @@ def shard_indices(n: int, n_shards: int) -> list[np.ndarray]:
     return [a for a in np.array_split(np.arange(n), min(n_shards, n)) if len(a)]
 
 
+def _stage(cycle: int) -> str:
+    """Name a relaxation's stage for people: ``cycle 2``, or ``prior`` before cycle 0 (-1)."""
+    return "prior" if cycle < 0 else f"cycle {cycle}"
+
+
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -84,7 +89,7 @@ class RelaxShardMaker(Maker):
         ens = load_ensemble(ensemble)
         t0 = time.perf_counter()
         tracker = Progress(
-            f"cycle {cycle}: relax shard {shard + 1}/{n_shards}", len(cands), "candidates"
+            f"{_stage(cycle)}: relax shard {shard + 1}/{n_shards}", len(cands), "candidates"
         )
 
         def progress(done: int, total: int) -> None:
@@ -139,9 +144,9 @@ def merge_shards(
     if missing:
         n_kept = len(pool.candidates) - len(relaxed)
         logger.warning(
-            "cycle %d: %d of %d relaxation shards did not complete; their %d candidates "
+            "%s: %d of %d relaxation shards did not complete; their %d candidates "
             "keep their previous structures (status not_relaxed)",
-            cycle,
+            _stage(cycle),
             missing,
             len(shards),
             n_kept,
