@@ -72,6 +72,12 @@ def _oracle_curve(run: RunView) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
+def _references(run: RunView) -> dict[str, float]:
+    """Return the report's oracle-relaxed reference energies (eV/atom) that were computed."""
+    refs = (run.report or {}).get("references") or {}
+    return {label: e for label, e in refs.items() if e is not None}
+
+
 def _focus_energy_axis(
     ax: Any, run: RunView, xs: list[int], ys: list[float], ml: list[float]
 ) -> None:
@@ -81,7 +87,7 @@ def _focus_energy_axis(
     curve above the limit is clipped, with an arrow and its highest value written.
     """
     r = run.report or {}
-    refs = [e for e in (r.get("references") or {}).values() if e is not None]
+    refs = list(_references(run).values())
     minima = [m["energy_per_atom"] for m in (r.get("minima") or [])[:1]]
     first = run.summaries[0]["oracle_single_points"] if run.summaries else 0
     later = [y for x, y in zip(xs, ys, strict=True) if x >= first]
@@ -156,19 +162,18 @@ def plot_energy(run: RunView, path: Path) -> Path:
             label=f"best oracle-relaxed minimum ({best['space_group_symbol']}), "
             f"after {r['validation_steps']} validation steps",
         )
-    for label, e in (r or {}).get("references", {}).items():
-        if e is not None:
-            ax.axhline(e, color=REFERENCE, ls="--", lw=1)
-            ax.annotate(
-                f"{label}: {e:.4f} eV/atom (reference, oracle-relaxed)",
-                (0.01, e),
-                xycoords=("axes fraction", "data"),
-                textcoords="offset points",
-                xytext=(0, 3),
-                va="bottom",
-                fontsize=9,
-                color=REFERENCE,
-            )
+    for label, e in _references(run).items():
+        ax.axhline(e, color=REFERENCE, ls="--", lw=1)
+        ax.annotate(
+            f"{label}: {e:.4f} eV/atom (reference, oracle-relaxed)",
+            (0.01, e),
+            xycoords=("axes fraction", "data"),
+            textcoords="offset points",
+            xytext=(0, 3),
+            va="bottom",
+            fontsize=9,
+            color=REFERENCE,
+        )
     if r is not None:
         edge = r["oracle_single_points"] + 0.5
         ax.axvline(edge, color="#bbbbbb", lw=1, ls=":")
@@ -247,8 +252,7 @@ def plot_cycles(run: RunView, path: Path) -> Path:
     if en:
         # the low-energy end is what the search is about: collapsed or exploded candidates far
         # above it would squash it, so the axis stops above the upper quartiles
-        refs = [e for e in ((run.report or {}).get("references") or {}).values() if e is not None]
-        low = min([q["0"] for _, q in en] + refs)
+        low = min([q["0"] for _, q in en] + list(_references(run).values()))
         top = max(q["75"] for _, q in en)
         top += max(0.5 * (top - low), 0.2)
         a2.set_ylim(low - 0.05 * (top - low), top)
@@ -271,20 +275,19 @@ def plot_cycles(run: RunView, path: Path) -> Path:
             boxprops={"facecolor": "#d6e2f3"},
             medianprops={"color": ORACLE},
         )
-    for label, e in ((run.report or {}).get("references") or {}).items():
-        if e is not None:
-            a2.axhline(e, color=REFERENCE, ls="--", lw=1)
-            a2.annotate(
-                f"{label} (oracle)",
-                (1.0, e),
-                xycoords=("axes fraction", "data"),
-                textcoords="offset points",
-                xytext=(-3, 3),
-                ha="right",
-                va="bottom",
-                fontsize=9,
-                color=REFERENCE,
-            )
+    for label, e in _references(run).items():
+        a2.axhline(e, color=REFERENCE, ls="--", lw=1)
+        a2.annotate(
+            f"{label} (oracle)",
+            (1.0, e),
+            xycoords=("axes fraction", "data"),
+            textcoords="offset points",
+            xytext=(-3, 3),
+            ha="right",
+            va="bottom",
+            fontsize=9,
+            color=REFERENCE,
+        )
     a2.set_xlabel("cycle")
     a2.set_ylabel("ensemble energy (eV/atom)")
     a2.set_title("pool energies (ML) after each cycle")
