@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import yaml
-
-from crysal_flows.config import load_config
+from crysal_flows.config import ConfigError, load_config
 from crysal_flows.generation.jobs import generate_pool
-from crysal_flows.oracles import get_oracle
-from crysal_flows.validation.jobs import build_reference, matches_reference
+from crysal_flows.validation.jobs import build_reference, matches_reference, oracle_relax
 
 
 def main() -> None:
@@ -32,10 +29,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, help="pool size (default: the configuration's)")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the configuration's)")
     args = ap.parse_args()
-    with open(args.config) as f:
-        cfg = load_config(yaml.safe_load(f))
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"pool_basins: {exc}") from None
     pool_cfg = cfg.pool if args.size is None else cfg.pool.model_copy(update={"size": args.size})
-    oracle = get_oracle(cfg.oracle)
     if not cfg.references:
         raise SystemExit(f"{args.config} lists no references to match against")
     refs = {ref.label: build_reference(ref) for ref in cfg.references}
@@ -43,19 +41,24 @@ def main() -> None:
         t0 = time.perf_counter()
         pool = generate_pool(cfg.composition, pool_cfg, seed)
         hits: dict[str, list[tuple[int, int]]] = {label: [] for label in refs}
-        calls = 0
+        calls = failed = 0
         for c in pool.candidates:
-            r = oracle.relax(c.structure, cfg.validation.fmax, cfg.validation.max_steps)
-            calls += r.n_steps
+            # the validation's relaxation: a candidate whose relaxation fails is counted, not fatal
+            r = oracle_relax(c.structure, cfg.oracle, cfg.validation.fmax, cfg.validation.max_steps)
+            calls += r.oracle_calls
+            if not r.success:
+                failed += 1
+                continue
             for label, ref in refs.items():
                 if matches_reference(r.structure, ref):
-                    hits[label].append((c.index, r.n_steps))
+                    hits[label].append((c.index, r.oracle_calls))
         found = "; ".join(
             f"{len(h)} in the {label} basin {[i for i, _ in h]}" for label, h in hits.items()
         )
         print(
             f"seed {seed}, pool {len(pool.candidates)}: {found}; "
-            f"{calls} oracle calls for the whole pool, {time.perf_counter() - t0:.0f} s",
+            f"{calls} oracle calls for the whole pool, {failed} relaxations failed, "
+            f"{time.perf_counter() - t0:.0f} s",
             flush=True,
         )
 
