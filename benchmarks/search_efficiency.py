@@ -131,6 +131,23 @@ def search_config(system: str, seed: int, oracle: str, quick: bool, ref_file: st
     return cfg
 
 
+def prior_search_config(cfg: dict, prior: str, changes: dict | None = None) -> dict:
+    """The search on a prior: the same search with ``training.prior``, as examples/quick-prior.yaml
+    differs from examples/quick.yaml. Its cycle 0 starts from the prior's relaxation of the pool,
+    not from an ensemble trained on random cells, so it labels ``selection.n_labels`` there, not
+    ``n_labels_first``, and it may stop after its first cycle (``analysis.min_cycles`` 1) when
+    those labels show the prior was right. ``changes`` ({"section.key": value}) apply last."""
+    pcfg = json.loads(json.dumps(cfg))
+    pcfg["name"] = f"{cfg['name']}-{prior}"
+    pcfg["training"]["prior"] = {"kind": prior}
+    pcfg["selection"]["n_labels_first"] = pcfg["selection"]["n_labels"]
+    pcfg["analysis"]["min_cycles"] = 1
+    for key, value in (changes or {}).items():
+        section, _, name = key.partition(".")
+        pcfg.setdefault(section, {})[name] = value
+    return pcfg
+
+
 def run_search(cfg: dict, store_dir: Path) -> tuple[dict, list[dict], float]:
     """The active-learning search, as ``crysal run`` runs it; its report, summaries, wall time."""
     from jobflow import run_locally
@@ -703,6 +720,13 @@ def main() -> None:
         help="change a setting of every search, e.g. relaxation.energy_trust=0.2",
     )
     ap.add_argument(
+        "--prior-set",
+        type=_setting,
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="change a setting of the search on the prior only (after --set)",
+    )
+    ap.add_argument(
         "--transfer",
         metavar="LARGER",
         help="then search this larger cell of the "
@@ -719,6 +743,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     args.set = {k: v for d in (args.set or []) for k, v in d.items()}
+    args.prior_set = {k: v for d in (args.prior_set or []) for k, v in d.items()}
     if args.prior and args.prior == args.oracle:
         ap.error("the prior must not be the oracle")
     out = Path(args.out).resolve()
@@ -799,11 +824,7 @@ def main() -> None:
                 (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
             if args.prior and "prior_search" not in row:
                 print(f"{system} seed {seed}: the search on a {args.prior} prior", flush=True)
-                pcfg = {
-                    **cfg,
-                    "name": f"{system}-{seed}-{args.prior}",
-                    "training": {**cfg["training"], "prior": {"kind": args.prior}},
-                }
+                pcfg = prior_search_config(cfg, args.prior, args.prior_set)
                 report, summaries, seconds = run_search(
                     pcfg, out / f"store_{system}_{seed}_{args.prior}"
                 )
