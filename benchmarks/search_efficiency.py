@@ -610,73 +610,225 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
                     "best": min((m["energy_per_atom"] for m in report["minima"]), default=None),
                     "ground_state": gs.energy_per_atom,
                     "history": report["history"],
+                    "minima": [
+                        {
+                            "space_group": m["space_group_symbol"],
+                            "energy_per_atom": m["energy_per_atom"],
+                            "matches": m["matches"],
+                        }
+                        for m in report["minima"]
+                    ],
                 }
             )
             (out / "transfer.json").write_text(json.dumps(rows, indent=1))
             print(_transfer_table(rows[-1:]), flush=True)
+        print(f"{large} seed {seed}: random structure search on the same pool", flush=True)
+        b = run_baseline(cfg, gs.structure, args.fmax, args.max_steps, args.baseline_size or None)
+        rows.append(
+            {
+                **b,
+                "system": large,
+                "seed": seed,
+                "start": "random",
+                "found": b["n_success"] > 0,
+                "ground_state": gs.energy_per_atom,
+            }
+        )
+        (out / "transfer.json").write_text(json.dumps(rows, indent=1))
+        print(_transfer_table(rows[-1:]), flush=True)
     _transfer_plot(rows, out)
     return rows
 
 
+TRANSFER_STARTS = {  # start: (label, colour)
+    "scratch": ("search from scratch", METHODS["scratch"][1]),
+    "transfer": ("search from the smaller cell's models", "#7570b3"),
+}
+
+
 def _transfer_plot(rows: list[dict], out: Path) -> None:
-    """transfer.png: per cycle, the best ML energy of the pool and the ensemble's force spread."""
-    import matplotlib
+    """transfer.png: left, the ensemble's best pool energy per cycle (an ML estimate, open
+    markers on a line) against the labels so far, and what each search and random search found
+    with the oracle (filled: the ground state) against all their oracle calls; right, the
+    ensemble's median force spread per cycle. Colours tell the starts apart, markers the seeds."""
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from crysal_flows.plots import _pyplot
 
+    baselines = [r for r in rows if r["start"] == "random"]
     rows = [r for r in rows if r.get("history")]
     if not rows:
         return
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    plt = _pyplot()
+    seeds = sorted({r["seed"] for r in rows})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5.4), layout="constrained")
     for r in rows:
-        color = "C0" if r["start"] == "scratch" else "C2"
+        colour = TRANSFER_STARTS[r["start"]][1]
+        marker = SEED_MARKERS[seeds.index(r["seed"]) % len(SEED_MARKERS)]
         hist, gs = r["history"], r["ground_state"]
-        label = f"{r['system']} seed {r['seed']}, {r['start']}"
         labels = [h["labels"] for h in hist]
         a1.plot(
             labels,
-            [h["best_energy_per_atom"] - gs for h in hist],
-            "o-",
-            color=color,
-            label=f"{label} (ML pool)",
+            [(h["best_energy_per_atom"] - gs) * 1000 for h in hist],
+            marker=marker,
+            ls="-",
+            lw=1.2,
+            color=colour,
+            mfc="white",
+            ms=7,
         )
         if r["best"] is not None:
             a1.plot(
                 [r["cost"]],
-                [r["best"] - gs],
-                "*",
-                ms=12,
-                color=color,
-                label=f"{label}, after validation",
+                [(r["best"] - gs) * 1000],
+                marker,
+                ms=11,
+                mew=2,
+                color=colour,
+                mfc=colour if r["found"] else "white",
             )
-        a2.plot(labels, [h["sigma_force_median"] for h in hist], "o-", color=color, label=label)
-    a1.axhline(0, color="k", ls=":", lw=1)
-    a1.set_xlabel("oracle calls (circles: labels; stars: labels + validation steps)")
-    a1.set_ylabel("best energy above ground state (eV/atom)")
-    a1.legend(fontsize=7)
-    a2.set_xlabel("labels")
-    a2.set_ylabel("median ensemble force spread (eV/A)")
-    a2.legend(fontsize=7)
-    fig.suptitle("larger cell: from scratch and from the smaller cell's models")
-    fig.tight_layout()
+        a2.plot(
+            labels,
+            [h["sigma_force_median"] for h in hist],
+            marker=marker,
+            ls="-",
+            color=colour,
+            ms=7,
+        )
+    colours = {k: v[1] for k, v in TRANSFER_STARTS.items()}
+    for b in baselines:
+        marker = SEED_MARKERS[seeds.index(b["seed"]) % len(SEED_MARKERS)]
+        found = b["n_success"] > 0
+        energies = [
+            c["energy_per_atom"] for c in b["candidates"] if c["energy_per_atom"] is not None
+        ]
+        if not energies:
+            continue
+        a1.plot(
+            [b["expected_cost"] if found else b["total_cost"]],
+            [0.0 if found else (min(energies) - b["ground_state"]) * 1000],
+            marker,
+            ms=11,
+            mew=2,
+            color=METHODS["random"][1],
+            mfc=METHODS["random"][1] if found else "white",
+        )
+        colours["random"] = METHODS["random"][1]
+    a1.axhline(0, color="#555555", ls="--", lw=1)
+    a1.set_xscale("log")
+    a1.set_xlabel("oracle calls (single points + relaxation steps)")
+    a1.set_ylabel("best energy above the ground state (meV/atom)")
+    a1.set_title(f"{rows[0]['system']}: ensemble estimate per cycle and oracle result")
+    a2.set_xlabel("oracle labels")
+    a2.set_ylabel("median ensemble force spread over the pool (eV/\u00c5)")
+    a2.set_title("the ensemble's uncertainty per cycle")
+    a2.set_ylim(bottom=0)
+    handles = [
+        Line2D([], [], color=c, marker="s", ls="none", ms=9, label=label)
+        for key, (label, c) in TRANSFER_STARTS.items()
+    ]
+    if "random" in colours:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=colours["random"],
+                marker="s",
+                ls="none",
+                ms=9,
+                label=METHODS["random"][0],
+            )
+        )
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker=SEED_MARKERS[k % len(SEED_MARKERS)],
+            ls="none",
+            mfc="white",
+            ms=9,
+            label=f"seed {s}",
+        )
+        for k, s in enumerate(seeds)
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="o",
+            ls="-",
+            mfc="white",
+            ms=7,
+            label="line, open: the ensemble's best pool energy (ML), after each cycle's labels",
+        ),
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="o",
+            ls="none",
+            ms=10,
+            mew=2,
+            label="filled: oracle found the ground state, at the total cost",
+        ),
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="o",
+            ls="none",
+            ms=10,
+            mew=2,
+            mfc="white",
+            label="open, alone: missed it; best oracle minimum, at the total cost",
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
     fig.savefig(out / "transfer.png", dpi=120)
     plt.close(fig)
 
 
 def _transfer_table(rows: list[dict]) -> str:
+    """One line per search and per random-search baseline of the larger cell, and under each
+    search the space groups of the minima it validated (meV/atom above the ground state)."""
     head = (
         f"{'system':<8} {'seed':>4} {'start':<9} {'found':>5} {'cycles':>6} {'single pts':>10} "
         f"{'valid.':>6} {'cost':>6} {'wall':>7} {'best - GS (meV/atom)':>21}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
+        if r["start"] == "random":  # relaxed candidates' expected cost; all of them if no hit
+            e = [c["energy_per_atom"] for c in r["candidates"] if c["energy_per_atom"] is not None]
+            gap = f"{(min(e) - r['ground_state']) * 1000:.1f}" if e else ""
+            cost = (
+                f"{r['expected_cost']:.0f}"
+                if r["expected_cost"] is not None
+                else f">{r['total_cost']:.0f}"
+            )
+            lines.append(
+                f"{r['system']:<8} {r['seed']:>4} {'random':<9} "
+                f"{'yes' if r['found'] else 'no':>5} {'':>6} "
+                f"{str(r['n_success']) + '/' + str(len(r['candidates'])) + ' hits':>10} "
+                f"{'':>6} {cost:>6} {r['seconds'] / 60:>6.1f}m {gap:>21}"
+            )
+            continue
         gap = "" if r["best"] is None else f"{(r['best'] - r['ground_state']) * 1000:.1f}"
         lines.append(
             f"{r['system']:<8} {r['seed']:>4} {r['start']:<9} "
             f"{'yes' if r['found'] else 'no':>5} {r['cycles']:>6} {r['single_points']:>10} "
             f"{r['validation_steps']:>6} {r['cost']:>6} {r['seconds'] / 60:>6.1f}m {gap:>21}"
         )
+        if r.get("minima"):
+            lines.append(
+                "    minima: "
+                + ", ".join(
+                    f"{m['space_group']} {(m['energy_per_atom'] - r['ground_state']) * 1000:+.1f}"
+                    + (f" ({'/'.join(m['matches'])})" if m["matches"] else "")
+                    for m in r["minima"]
+                )
+            )
     return "\n".join(lines)
 
 
