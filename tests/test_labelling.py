@@ -62,6 +62,30 @@ def test_labels_of_another_oracle_are_refused():
     assert "refused" in ts2.failures[0]
 
 
+def test_the_priors_energy_zero_is_not_its_prediction_error():
+    """Cycle 0 on a prior: a constant per-atom offset between prior and oracle (another energy
+    zero within one composition) is removed before the error; later cycles keep every eV."""
+    from crysal_flows.config import PriorConfig
+
+    prior = PriorConfig(kind="ase", calculator="ase.calculators.lj:LennardJones")
+    labels = []
+    for k, (shift, noise) in enumerate([(0.0, 0.01), (0.02, -0.01), (0.04, 0.01), (0.03, -0.01)]):
+        s = _diamond()
+        s.perturb(shift + 0.01)
+        lab = single_point(s, OracleConfig(), cycle=0, reason="random" if k == 3 else "score")
+        labels.append(
+            lab.model_copy(update={"predicted_energy_per_atom": lab.energy_per_atom - 1.0 + noise})
+        )
+    ts = gather_labels.original(labels, None, 0, prior)
+    assert ts.prediction_offset == pytest.approx(1.0)  # oracle minus prior, over every label
+    assert ts.prediction_mae == pytest.approx(0.01)  # over the score-ranked ones
+    assert all(lab.prior and lab.prior.startswith("ase#") for lab in ts.labels)
+    later = gather_labels.original(labels, None, 1, prior)  # members exist: nothing is removed
+    assert later.prediction_offset is None and later.prediction_mae == pytest.approx(1.0, abs=0.02)
+    no_prior = gather_labels.original(labels, None, 0)
+    assert no_prior.prediction_offset is None
+
+
 def test_chgnet_labels_every_element_in_ase_units():
     """CHGNet (the benchmarks' stand-in for DFT): NaCl, stress sign checked against energies."""
     from ase.build import bulk

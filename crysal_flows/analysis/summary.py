@@ -74,7 +74,8 @@ def analyse_cycle(
         UUIDs of the jobs of this cycle's ``pool``, ``training_set`` and ``ensemble``.
     start_pool
         The pool this cycle started from, when it was relaxed before (by the prior): the first
-        cycle's top clusters are compared with its.
+        cycle's top clusters are compared with its, shifted by the training set's
+        ``prediction_offset`` to the oracle's energy zero.
 
     Returns
     -------
@@ -92,8 +93,10 @@ def analyse_cycle(
     top = [cl.energy_per_atom for cl in clusters[: an.n_top_clusters]]
     previous = state.history[-1] if state.history else None
     if previous is None and start_pool is not None:
+        # the prior's energies, on the oracle's energy zero (see TrainingSetDocument)
+        shift = training_set.prediction_offset or 0.0
         previous = [
-            cl.energy_per_atom
+            cl.energy_per_atom + shift
             for cl in cluster_low_energy(
                 start_pool.candidates,
                 an.energy_window,

@@ -259,7 +259,7 @@ def gather_labels(
     labels = list(previous.labels) if previous else []
     oracle = previous.oracle if previous else None
     failures: list[str] = []
-    errors_pred: list[float] = []
+    predicted: list[tuple[float, float, bool]] = []  # (ML, oracle) per atom, score-ranked
     keys = {lab.key for lab in labels if lab.key}
     for label in new_labels:
         if label is None:
@@ -279,14 +279,28 @@ def gather_labels(
         oracle = label.oracle
         labels.append(label)
         keys.add(label.key)
-        if (
-            label.reason in SCORE_RANKED
-            and label.predicted_energy_per_atom is not None
-            and label.energy_per_atom is not None
-        ):
-            errors_pred.append(abs(label.predicted_energy_per_atom - label.energy_per_atom))
+        if label.predicted_energy_per_atom is not None and label.energy_per_atom is not None:
+            predicted.append(
+                (
+                    label.predicted_energy_per_atom,
+                    label.energy_per_atom,
+                    label.reason in SCORE_RANKED,
+                )
+            )
     if prior is not None:
         labels = with_prior(labels, prior)
+    # cycle 0 on a prior: its predictions are the prior's own, whose energy zero is not the
+    # oracle's (CHGNet's silicon lies ~1 eV/atom below Stillinger-Weber's); within one composition
+    # that constant says nothing about the prior's potential energy surface, so it is removed
+    offset = None
+    if prior is not None and cycle == 0 and predicted:
+        offset = float(np.mean([e - p for p, e, _ in predicted]))
+        logger.info(
+            "cycle 0: the prior's energies lie %+.4f eV/atom off the oracle's on average; "
+            "removed before its prediction error",
+            -offset,
+        )
+    errors_pred = [abs(p + (offset or 0.0) - e) for p, e, ranked in predicted if ranked]
     n_new = len(new_labels)
     doc = TrainingSetDocument(
         cycle=cycle,
@@ -298,6 +312,7 @@ def gather_labels(
         n_attempted_total=(previous.n_attempted_total if previous else 0) + n_new,
         n_failed_total=(previous.n_failed_total if previous else 0) + len(failures),
         prediction_mae=float(np.mean(errors_pred)) if errors_pred else None,
+        prediction_offset=offset,
     )
     if failures:
         logger.warning(

@@ -79,5 +79,13 @@ class TrainingSetDocument(BaseModel):
     prediction_mae: float | None = Field(
         None,
         description="MAE (eV/atom) of the previous ensemble on this cycle's score-ranked "
-        "labels (reasons score and uncertain: the low-energy end, not random or stuck picks).",
+        "labels (reasons score and uncertain: the low-energy end, not random or stuck picks). "
+        "In cycle 0 on a prior, after removing prediction_offset.",
+    )
+    prediction_offset: float | None = Field(
+        None,
+        description="Cycle 0 on a prior: the mean of oracle minus prior energy per atom over the "
+        "cycle's labels (eV/atom). Within one composition a constant per atom is only another "
+        "energy zero (the members' E0s absorb it), so it is removed before the prior's "
+        "prediction error and before its top clusters are compared with cycle 0's.",
     )
