@@ -243,25 +243,37 @@ def run_prescreen(cfg: dict, prior: str, ground_state, fmax: float, max_steps: i
     Candidates whose cells exploded or collapsed under the prior are dropped as failed (the same
     sanity checks as the search's relaxations), not validated.
     """
-    from crysal_flows.analysis.clustering import cluster_low_energy
-    from crysal_flows.config import PriorConfig, load_config
-    from crysal_flows.generation.jobs import generate_pool
+    from crysal_flows.config import PriorConfig
     from crysal_flows.models.ensemble import Ensemble
     from crysal_flows.models.prior import get_prior
+
+    alone = Ensemble([], [], prior=get_prior(PriorConfig(kind=prior)))
+    return {"prior": prior, **relax_and_validate(cfg, alone, prior, ground_state, fmax, max_steps)}
+
+
+def relax_and_validate(
+    cfg: dict, model, name: str, ground_state, fmax: float, max_steps: int
+) -> dict:
+    """Relax the configuration's pool with ``model`` alone (an ensemble: a prior, or members
+    trained elsewhere), then oracle-relax the lowest ``validation.n_structures`` distinct minima:
+    no labels, only validation. Returns the cost (validation steps), whether the ground state was
+    among them, the best oracle energy and the validated minima with their space groups."""
+    from crysal_flows.analysis.clustering import cluster_low_energy
+    from crysal_flows.config import load_config
+    from crysal_flows.generation.jobs import generate_pool
     from crysal_flows.relaxation.relax import relax_batched
-    from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+    from crysal_flows.utils import atoms_to_structure, space_group, structure_to_atoms
     from crysal_flows.validation.jobs import matches_reference, oracle_relax
 
     config = load_config(cfg)
     pool = generate_pool(config.composition, config.pool, config.seed)
-    alone = Ensemble([], [], prior=get_prior(PriorConfig(kind=prior)))
     relax = config.relaxation.model_copy(
         update={"max_steps": max_steps, "fmax": fmax, "patience": max_steps}
     )
     t0 = time.perf_counter()
     outcomes = relax_batched(
         [structure_to_atoms(c.structure) for c in pool.candidates],
-        alone,
+        model,
         relax,
         pool.reference_volume,
     )
@@ -283,29 +295,34 @@ def run_prescreen(cfg: dict, prior: str, ground_state, fmax: float, max_steps: i
     rows = []
     for cl in clusters[: config.validation.n_structures]:
         doc = oracle_relax(cands[cl.representative].structure, config.oracle, fmax, max_steps)
+        ok = doc.success and doc.structure is not None
         rows.append(
             {
                 "index": cl.representative,
-                "prior_energy_per_atom": cl.energy_per_atom,
+                "model_energy_per_atom": cl.energy_per_atom,
                 "calls": doc.oracle_calls,
                 "energy_per_atom": doc.energy_per_atom,
-                "success": bool(doc.success and matches_reference(doc.structure, ground_state)),
+                "space_group": space_group(doc.structure)[0] if ok else None,
+                "success": bool(ok and matches_reference(doc.structure, ground_state)),
             }
         )
         print(
-            f"  prescreen {len(rows)}/{config.validation.n_structures} (candidate "
-            f"{cl.representative}, {prior} {cl.energy_per_atom:.4f} eV/atom): "
+            f"  {name} {len(rows)}/{config.validation.n_structures} (candidate "
+            f"{cl.representative}, {cl.energy_per_atom:.4f} eV/atom): "
             f"{doc.oracle_calls} calls, {'ground state' if rows[-1]['success'] else 'other'}",
             flush=True,
         )
     ok = [r["energy_per_atom"] for r in rows if r["energy_per_atom"] is not None]
     return {
-        "prior": prior,
         "found": any(r["success"] for r in rows),
         "cost": sum(r["calls"] for r in rows),
         "best": min(ok) if ok else None,
         "validated": rows,
         "failed": sum(o.status.value == "failed" for o in outcomes),
+        "statuses": {
+            st: sum(o.status.value == st for o in outcomes)
+            for st in {o.status.value for o in outcomes}
+        },
         "prior_seconds": relaxed_s,
         "seconds": time.perf_counter() - t0,
     }
@@ -344,6 +361,17 @@ def _points(r: dict) -> list[tuple[str, float, float, bool]]:
     return pts
 
 
+def _plain_log_axis(ax) -> None:
+    """A logarithmic x axis labelled 20, 50, 100, 200, ... instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(
+        FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else "")
+    )
+
+
 def _plots(results: list[dict], out: Path) -> None:
     """cost.png: each method and seed, its oracle calls and the best oracle energy it reached;
     and for every search its own figures (``crysal plot``) under runs/."""
@@ -377,7 +405,7 @@ def _plots(results: list[dict], out: Path) -> None:
                     ls="none",
                 )
         ax.axhline(0, color="#555555", ls="--", lw=1)
-        ax.set_xscale("log")
+        _plain_log_axis(ax)
         ax.set_xlabel("oracle calls (single points + relaxation steps)")
         ax.set_ylabel("best oracle energy above the ground state (meV/atom)")
         ax.set_title(system)
@@ -622,6 +650,51 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
             )
             (out / "transfer.json").write_text(json.dumps(rows, indent=1))
             print(_transfer_table(rows[-1:]), flush=True)
+        # as the paper transfers: the small cell's ensemble relaxes the large cell's pool and
+        # only validation calls the oracle on the large cell
+        print(f"{large} seed {seed}: the {small} ensemble alone, then validation", flush=True)
+        from crysal_flows.models.ensemble import load_ensemble
+
+        cfg = search_config(large, seed, args.oracle, args.quick, str(ref_file))
+        cfg["name"] = f"{large}-{seed}-frozen"
+        frozen = relax_and_validate(
+            cfg,
+            load_ensemble(ensemble),
+            f"{small} ensemble",
+            gs.structure,
+            args.fmax,
+            args.max_steps,
+        )
+        rows.append(
+            {
+                "system": large,
+                "seed": seed,
+                "start": "frozen",
+                "found": frozen["found"],
+                "cycles": 0,
+                "single_points": 0,
+                "validation_steps": frozen["cost"],
+                "cost": frozen["cost"],
+                "seconds": frozen["seconds"],
+                "best": frozen["best"],
+                "ground_state": gs.energy_per_atom,
+                "history": [],
+                "statuses": frozen["statuses"],
+                "minima": [
+                    {
+                        "space_group": v["space_group"],
+                        "energy_per_atom": v["energy_per_atom"],
+                        "matches": ["ground state"] if v["success"] else [],
+                    }
+                    for v in sorted(
+                        (v for v in frozen["validated"] if v["energy_per_atom"] is not None),
+                        key=lambda v: v["energy_per_atom"],
+                    )
+                ],
+            }
+        )
+        (out / "transfer.json").write_text(json.dumps(rows, indent=1))
+        print(_transfer_table(rows[-1:]), flush=True)
         print(f"{large} seed {seed}: random structure search on the same pool", flush=True)
         b = run_baseline(cfg, gs.structure, args.fmax, args.max_steps, args.baseline_size or None)
         rows.append(
@@ -643,6 +716,7 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
 TRANSFER_STARTS = {  # start: (label, colour)
     "scratch": ("search from scratch", METHODS["scratch"][1]),
     "transfer": ("search from the smaller cell's models", "#7570b3"),
+    "frozen": ("the smaller cell's ensemble alone, then validation", "#e7298a"),
 }
 
 
@@ -656,7 +730,7 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
     from crysal_flows.plots import _pyplot
 
     baselines = [r for r in rows if r["start"] == "random"]
-    rows = [r for r in rows if r.get("history")]
+    rows = [r for r in rows if r["start"] in TRANSFER_STARTS]
     if not rows:
         return
     plt = _pyplot()
@@ -715,7 +789,7 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
         )
         colours["random"] = METHODS["random"][1]
     a1.axhline(0, color="#555555", ls="--", lw=1)
-    a1.set_xscale("log")
+    _plain_log_axis(a1)
     a1.set_xlabel("oracle calls (single points + relaxation steps)")
     a1.set_ylabel("best energy above the ground state (meV/atom)")
     a1.set_title(f"{rows[0]['system']}: ensemble estimate per cycle and oracle result")
@@ -726,6 +800,7 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
     handles = [
         Line2D([], [], color=c, marker="s", ls="none", ms=9, label=label)
         for key, (label, c) in TRANSFER_STARTS.items()
+        if any(r["start"] == key for r in rows)
     ]
     if "random" in colours:
         handles.append(
