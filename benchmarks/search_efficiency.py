@@ -372,6 +372,34 @@ def _plain_log_axis(ax) -> None:
     )
 
 
+def _grey_key(label: str, **style):
+    """A grey legend entry (a round marker, no line unless ``style`` says) for a marker style."""
+    from matplotlib.lines import Line2D
+
+    return Line2D(
+        [], [], **{"color": "#555555", "marker": "o", "ls": "none", "ms": 10, **style}, label=label
+    )
+
+
+def _seed_handles(seeds: list[int]) -> list:
+    """Legend entries telling the seeds apart by marker."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker=SEED_MARKERS[k % len(SEED_MARKERS)],
+            ls="none",
+            mfc="white",
+            ms=9,
+            label=f"seed {s}",
+        )
+        for k, s in enumerate(seeds)
+    ]
+
+
 def _plots(results: list[dict], out: Path) -> None:
     """cost.png: each method and seed, its oracle calls and the best oracle energy it reached;
     and for every search its own figures (``crysal plot``) under runs/."""
@@ -413,39 +441,10 @@ def _plots(results: list[dict], out: Path) -> None:
         Line2D([], [], color=c, marker="o", ls="none", ms=9, label=label)
         for label, c in METHODS.values()
     ]
+    handles += _seed_handles(seeds)
     handles += [
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker=SEED_MARKERS[k % len(SEED_MARKERS)],
-            ls="none",
-            mfc="white",
-            ms=9,
-            label=f"seed {s}",
-        )
-        for k, s in enumerate(seeds)
-    ]
-    handles += [
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker="o",
-            ls="none",
-            ms=9,
-            label="filled: found the ground state",
-        ),
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker="o",
-            mfc="white",
-            ls="none",
-            ms=9,
-            label="open: missed it (random search: all its oracle calls)",
-        ),
+        _grey_key("filled: found the ground state", ms=9),
+        _grey_key("open: missed it (random search: all its oracle calls)", ms=9, mfc="white"),
     ]
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.savefig(out / "cost.png", dpi=120)
@@ -814,50 +813,17 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
                 label=METHODS["random"][0],
             )
         )
+    handles += _seed_handles(seeds)
     handles += [
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker=SEED_MARKERS[k % len(SEED_MARKERS)],
-            ls="none",
-            mfc="white",
-            ms=9,
-            label=f"seed {s}",
-        )
-        for k, s in enumerate(seeds)
-    ]
-    handles += [
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker="o",
+        _grey_key(
+            "line, open: the ensemble's best pool energy (ML), after each cycle's labels",
             ls="-",
             mfc="white",
             ms=7,
-            label="line, open: the ensemble's best pool energy (ML), after each cycle's labels",
         ),
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker="o",
-            ls="none",
-            ms=10,
-            mew=2,
-            label="filled: oracle found the ground state, at the total cost",
-        ),
-        Line2D(
-            [],
-            [],
-            color="#555555",
-            marker="o",
-            ls="none",
-            ms=10,
-            mew=2,
-            mfc="white",
-            label="open, alone: missed it; best oracle minimum, at the total cost",
+        _grey_key("filled: oracle found the ground state, at the total cost", mew=2),
+        _grey_key(
+            "open, alone: missed it; best oracle minimum, at the total cost", mew=2, mfc="white"
         ),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
