@@ -9,7 +9,7 @@ search's report (from its store) lists it. The search's report lists minima of i
 which the pool's candidates do not relax into: those are counted apart.
 
     crysal run examples/si16.yaml --store si16-store
-    python benchmarks/many_minima.py examples/si16.yaml --store si16-store
+    python benchmarks/many_minima.py examples/si16.yaml --store si16-store [more stores...]
 
 The configuration must be the search's (composition, pool, seed): the pool is generated again
 from it. Cheap with a classical oracle (Stillinger-Weber Si16: 2-3 minutes per 48 candidates);
@@ -26,6 +26,7 @@ from pymatgen.core import Structure
 
 from crysal_flows.config import ConfigError, load_config
 from crysal_flows.generation.jobs import generate_pool
+from crysal_flows.utils import space_group
 from crysal_flows.validation.jobs import matches_reference, oracle_relax
 
 
@@ -35,11 +36,37 @@ def expected_first_hit(calls: np.ndarray, hits: np.ndarray) -> float:
     return calls[~hits].sum() / (k + 1) + calls[hits].sum() / k
 
 
+def _report(path: str) -> tuple[str, dict, list]:
+    """The finished run in the store at ``path``: its name, report and minima (structure, energy
+    per atom, space group)."""
+    from crysal_flows.runs import load_run
+    from crysal_flows.store import local_store
+
+    store = local_store(path, create=False)
+    store.connect()
+    try:
+        view = load_run(store)
+    finally:
+        store.close()
+    name = view.name or view.run_id
+    if view.report is None:
+        raise SystemExit(f"many_minima: run {name} in {path} has no report yet")
+    minima = [
+        (Structure.from_dict(m["structure"]), m["energy_per_atom"], m["space_group_symbol"])
+        for m in view.report["minima"]
+    ]
+    return name, view.report, minima
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("config", help="the search's configuration (YAML)")
-    ap.add_argument("--store", required=True, help="the search's store directory")
-    ap.add_argument("--run", help="run name or id in the store (default: the newest)")
+    ap.add_argument("config", help="the searches' configuration (YAML; its pool and seed)")
+    ap.add_argument(
+        "--store",
+        required=True,
+        nargs="+",
+        help="store directories of finished searches on this pool (the newest run of each)",
+    )
     ap.add_argument("--seed", type=int, help="the search's seed (default: the configuration's)")
     ap.add_argument(
         "--size", type=int, help="the search's pool size (default: the configuration's)"
@@ -50,23 +77,7 @@ def main() -> None:
         cfg = load_config(args.config)
     except ConfigError as exc:
         raise SystemExit(f"many_minima: {exc}") from None
-
-    from crysal_flows.runs import load_run
-    from crysal_flows.store import local_store
-
-    store = local_store(args.store, create=False)
-    store.connect()
-    try:
-        view = load_run(store, args.run)
-    finally:
-        store.close()
-    if view.report is None:
-        raise SystemExit(f"many_minima: run {view.name or view.run_id} has no report yet")
-    report = view.report
-    found = [
-        (Structure.from_dict(m["structure"]), m["energy_per_atom"], m["space_group_symbol"])
-        for m in report["minima"]
-    ]
+    searches = [_report(path) for path in args.store]
 
     pool_cfg = cfg.pool if args.size is None else cfg.pool.model_copy(update={"size": args.size})
     seed = cfg.seed if args.seed is None else args.seed
@@ -80,7 +91,7 @@ def main() -> None:
         )
     calls = np.array([r[1] for r in relaxed], dtype=float)
     ok = [r for r in relaxed if r[2] is not None]
-    lowest = min([r[2] for r in ok] + [e for _, e, _ in found])
+    lowest = min([r[2] for r in ok] + [e for _, _, found in searches for _, e, _ in found])
 
     # the pool's distinct minima in the window, lowest first, each with its candidates
     minima: list[dict] = []
@@ -89,11 +100,13 @@ def main() -> None:
             break
         same = next((m for m in minima if matches_reference(structure, m["structure"])), None)
         if same is None:
-            from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-            sg = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_symbol()
             minima.append(
-                {"structure": structure, "energy": energy, "space_group": sg, "members": [index]}
+                {
+                    "structure": structure,
+                    "energy": energy,
+                    "space_group": space_group(structure)[0],
+                    "members": [index],
+                }
             )
         else:
             same["members"].append(index)
@@ -104,41 +117,44 @@ def main() -> None:
         f"({len(relaxed) - len(ok)} failed), {time.perf_counter() - t0:.0f} s"
     )
     print(
-        f"search {view.name or view.run_id}: {len(found)} minima in its report, oracle cost "
-        f"{report['oracle_cost']} ({report['oracle_single_points']} single points + "
-        f"{report['validation_steps']} validation steps)"
-    )
-    print(
         f"distinct minima within {args.window * 1000:.0f} meV/atom of the lowest "
         f"({lowest:.4f} eV/atom) that random search reaches on this pool: {len(minima)}"
     )
-    print(f"  {'E - lowest':>10}  {'space group':<12} {'candidates':>10} {'RS calls':>9}  search")
-    listed = 0
+    names = [name for name, _, _ in searches]
+    print(
+        f"  {'E - lowest':>10}  {'space group':<12} {'candidates':>10} {'RS calls':>9}  "
+        + "  ".join(f"{n:>14}" for n in names)
+    )
+    listed = [0] * len(searches)
     for m in minima:
         hits = np.array([r[0] in m["members"] for r in relaxed])
-        in_report = any(matches_reference(s, m["structure"]) for s, _, _ in found)
-        listed += in_report
+        cells = []
+        for k, (_, _, found) in enumerate(searches):
+            yes = any(matches_reference(s, m["structure"]) for s, _, _ in found)
+            listed[k] += yes
+            cells.append(f"{'listed' if yes else '-':>14}")
         print(
             f"  {(m['energy'] - lowest) * 1000:>7.1f} meV  {m['space_group']:<12} "
-            f"{len(m['members']):>10} {expected_first_hit(calls, hits):>9.0f}  "
-            f"{'listed' if in_report else 'not listed'}"
+            f"{len(m['members']):>10} {expected_first_hit(calls, hits):>9.0f}  " + "  ".join(cells)
         )
-    extra = [
-        (e, sg)
-        for s, e, sg in found
-        if e <= lowest + args.window
-        and not any(matches_reference(s, m["structure"]) for m in minima)
-    ]
-    print(
-        f"the search's report lists {listed} of these {len(minima)}, for its oracle cost of "
-        f"{report['oracle_cost']} against {calls.sum():.0f} for random search to relax the pool; "
-        f"it lists {len(extra)} more within the window that no candidate of the pool relaxes into"
-        + (
-            ": " + ", ".join(f"{sg} {(e - lowest) * 1000:+.1f} meV" for e, sg in extra)
-            if extra
-            else ""
+    for (name, report, found), n in zip(searches, listed, strict=True):
+        extra = [
+            (e, sg)
+            for s, e, sg in found
+            if e <= lowest + args.window
+            and not any(matches_reference(s, m["structure"]) for m in minima)
+        ]
+        print(
+            f"{name}: lists {n} of the {len(minima)} for an oracle cost of {report['oracle_cost']} "
+            f"({report['oracle_single_points']} single points + {report['validation_steps']} "
+            f"validation steps; random search: {calls.sum():.0f} for the pool), and "
+            f"{len(extra)} more within the window that no candidate relaxes into"
+            + (
+                ": " + ", ".join(f"{sg} {(e - lowest) * 1000:+.1f} meV" for e, sg in extra)
+                if extra
+                else ""
+            )
         )
-    )
 
 
 if __name__ == "__main__":

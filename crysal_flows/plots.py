@@ -199,6 +199,10 @@ def plot_energy(run: RunView, path: Path) -> Path:
     return path
 
 
+#: the pool-energy panel of cycles.png shows at most this many eV/atom above the lowest energy
+ENERGY_VIEW = 1.5
+
+
 def _box(q: dict[str, float], pos: int) -> dict[str, Any]:
     return {
         "med": q["50"],
@@ -251,10 +255,12 @@ def plot_cycles(run: RunView, path: Path) -> Path:
     ]
     if en:
         # the low-energy end is what the search is about: collapsed or exploded candidates far
-        # above it would squash it, so the axis stops above the upper quartiles
+        # above it would squash it, so the axis stops above the upper quartiles, and at most
+        # ENERGY_VIEW eV/atom above the lowest (where half the pool is such cells, its quartile
+        # lies eV above the minima)
         low = min([q["0"] for _, q in en] + list(_references(run).values()))
         top = max(q["75"] for _, q in en)
-        top += max(0.5 * (top - low), 0.2)
+        top = min(top + max(0.5 * (top - low), 0.2), low + ENERGY_VIEW)
         a2.set_ylim(low - 0.05 * (top - low), top)
         for c, q in en:
             if q["100"] > top:
@@ -275,18 +281,13 @@ def plot_cycles(run: RunView, path: Path) -> Path:
             boxprops={"facecolor": "#d6e2f3"},
             medianprops={"color": ORACLE},
         )
-    for label, e in _references(run).items():
-        a2.axhline(e, color=REFERENCE, ls="--", lw=1)
-        a2.annotate(
-            f"{label} (oracle)",
-            (1.0, e),
-            xycoords=("axes fraction", "data"),
-            textcoords="offset points",
-            xytext=(-3, 3),
-            ha="right",
-            va="bottom",
-            fontsize=9,
-            color=REFERENCE,
+    refs = [
+        a2.axhline(e, color=REFERENCE, ls="--", lw=1, label=f"{label}: {e:.4f} eV/atom (oracle)")
+        for label, e in _references(run).items()
+    ]
+    if refs:  # below the axes: a label on the line would sit on the lowest boxes
+        a2.legend(
+            handles=refs, loc="upper right", bbox_to_anchor=(1.0, -0.12), frameon=False, fontsize=9
         )
     a2.set_xlabel("cycle")
     a2.set_ylabel("ensemble energy (eV/atom)")
