@@ -252,12 +252,20 @@ def run_prescreen(cfg: dict, prior: str, ground_state, fmax: float, max_steps: i
 
 
 def relax_and_validate(
-    cfg: dict, model, name: str, ground_state, fmax: float, max_steps: int
+    cfg: dict,
+    model,
+    name: str,
+    ground_state,
+    fmax: float,
+    max_steps: int,
+    uncertainty_stop: bool = True,
 ) -> dict:
     """Relax the configuration's pool with ``model`` alone (an ensemble: a prior, or members
     trained elsewhere), then oracle-relax the lowest ``validation.n_structures`` distinct minima:
-    no labels, only validation. Returns the cost (validation steps), whether the ground state was
-    among them, the best oracle energy and the validated minima with their space groups."""
+    no labels, only validation. ``uncertainty_stop=False``: every candidate relaxes to the
+    end, since no label will follow where the members disagree. Returns the cost (validation
+    steps), whether the ground state was among them, the best oracle energy and the validated
+    minima with their space groups."""
     from crysal_flows.analysis.clustering import cluster_low_energy
     from crysal_flows.config import load_config
     from crysal_flows.generation.jobs import generate_pool
@@ -267,9 +275,10 @@ def relax_and_validate(
 
     config = load_config(cfg)
     pool = generate_pool(config.composition, config.pool, config.seed)
-    relax = config.relaxation.model_copy(
-        update={"max_steps": max_steps, "fmax": fmax, "patience": max_steps}
-    )
+    update = {"max_steps": max_steps, "fmax": fmax, "patience": max_steps}
+    if not uncertainty_stop:
+        update.update(uncertainty_ratio=math.inf, energy_trust=None, uncertainty_quantile=None)
+    relax = config.relaxation.model_copy(update=update)
     t0 = time.perf_counter()
     outcomes = relax_batched(
         [structure_to_atoms(c.structure) for c in pool.candidates],
@@ -605,7 +614,8 @@ def _prior_table(results: list[dict]) -> str:
 
 
 def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> list[dict]:
-    """Search a larger cell from scratch and from the smaller cell's exported models."""
+    """The larger cell: searched from scratch and from the smaller cell's exported models, its
+    pool relaxed by the smaller cell's ensemble alone and validated, and by random search."""
     from crysal_flows.config import OracleConfig
     from crysal_flows.models.checkpoint import export_members
     from crysal_flows.store import last_ensemble, local_store
@@ -624,10 +634,9 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
         store.close()
         models = out / f"models_{small}_{seed}"
         export_members(ensemble.members, models, {"run_id": r["search"]["run_id"]})
-        for start in ("scratch", "transfer"):
-            cfg = search_config(large, seed, args.oracle, args.quick, str(ref_file))
+        for start in (s for s in ("scratch", "transfer") if s in args.transfer_starts):
+            cfg = _large_config(large, seed, args, ref_file)
             cfg["name"] = f"{large}-{seed}-{start}"
-            cfg["validation"].update(max_steps=args.max_steps, fmax=args.fmax)
             if start == "transfer":
                 cfg["training"]["init_models"] = str(models)
             print(f"{large} seed {seed}: search from {start}", flush=True)
@@ -656,53 +665,15 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
                     ],
                 }
             )
-            (out / "transfer.json").write_text(json.dumps(rows, indent=1))
+            (out / f"transfer_{large}.json").write_text(json.dumps(rows, indent=1))
             print(_transfer_table(rows[-1:]), flush=True)
-        # as the paper transfers: the small cell's ensemble relaxes the large cell's pool and
-        # only validation calls the oracle on the large cell
-        print(f"{large} seed {seed}: the {small} ensemble alone, then validation", flush=True)
-        from crysal_flows.models.ensemble import load_ensemble
-
-        cfg = search_config(large, seed, args.oracle, args.quick, str(ref_file))
-        cfg["name"] = f"{large}-{seed}-frozen"
-        frozen = relax_and_validate(
-            cfg,
-            load_ensemble(ensemble),
-            f"{small} ensemble",
-            gs.structure,
-            args.fmax,
-            args.max_steps,
-        )
-        rows.append(
-            {
-                "system": large,
-                "seed": seed,
-                "start": "frozen",
-                "found": frozen["found"],
-                "cycles": 0,
-                "single_points": 0,
-                "validation_steps": frozen["cost"],
-                "cost": frozen["cost"],
-                "seconds": frozen["seconds"],
-                "best": frozen["best"],
-                "ground_state": gs.energy_per_atom,
-                "history": [],
-                "statuses": frozen["statuses"],
-                "minima": [
-                    {
-                        "space_group": v["space_group"],
-                        "energy_per_atom": v["energy_per_atom"],
-                        "matches": ["ground state"] if v["success"] else [],
-                    }
-                    for v in sorted(
-                        (v for v in frozen["validated"] if v["energy_per_atom"] is not None),
-                        key=lambda v: v["energy_per_atom"],
-                    )
-                ],
-            }
-        )
-        (out / "transfer.json").write_text(json.dumps(rows, indent=1))
-        print(_transfer_table(rows[-1:]), flush=True)
+        cfg = _large_config(large, seed, args, ref_file)
+        if "frozen" in args.transfer_starts:
+            rows.append(_frozen_transfer(cfg, ensemble, small, large, seed, gs, args))
+            (out / f"transfer_{large}.json").write_text(json.dumps(rows, indent=1))
+            print(_transfer_table(rows[-1:]), flush=True)
+        if "random" not in args.transfer_starts:
+            continue
         print(f"{large} seed {seed}: random structure search on the same pool", flush=True)
         b = run_baseline(cfg, gs.structure, args.fmax, args.max_steps, args.baseline_size or None)
         rows.append(
@@ -715,10 +686,63 @@ def run_transfer(args: argparse.Namespace, results: list[dict], out: Path) -> li
                 "ground_state": gs.energy_per_atom,
             }
         )
-        (out / "transfer.json").write_text(json.dumps(rows, indent=1))
+        (out / f"transfer_{large}.json").write_text(json.dumps(rows, indent=1))
         print(_transfer_table(rows[-1:]), flush=True)
     _transfer_plot(rows, out)
     return rows
+
+
+def _large_config(large: str, seed: int, args: argparse.Namespace, ref_file: Path) -> dict:
+    """The larger cell's search configuration: the smaller one's settings (``--pool`` too)."""
+    cfg = search_config(large, seed, args.oracle, args.quick, str(ref_file))
+    cfg["validation"].update(max_steps=args.max_steps, fmax=args.fmax)
+    if args.pool:
+        cfg["pool"]["size"] = args.pool
+    return cfg
+
+
+def _frozen_transfer(cfg: dict, ensemble, small: str, large: str, seed: int, gs, args) -> dict:
+    """The paper's transfer: the small cell's last ensemble relaxes the large cell's pool, and
+    only validation calls the oracle on the large cell. One row of transfer_<large>.json."""
+    from crysal_flows.models.ensemble import load_ensemble
+
+    print(f"{large} seed {seed}: the {small} ensemble alone, then validation", flush=True)
+    cfg = {**cfg, "name": f"{large}-{seed}-frozen"}
+    frozen = relax_and_validate(
+        cfg,
+        load_ensemble(ensemble),
+        f"{small} ensemble",
+        gs.structure,
+        args.fmax,
+        args.max_steps,
+        uncertainty_stop=False,
+    )
+    return {
+        "system": large,
+        "seed": seed,
+        "start": "frozen",
+        "found": frozen["found"],
+        "cycles": 0,
+        "single_points": 0,
+        "validation_steps": frozen["cost"],
+        "cost": frozen["cost"],
+        "seconds": frozen["seconds"],
+        "best": frozen["best"],
+        "ground_state": gs.energy_per_atom,
+        "history": [],
+        "statuses": frozen["statuses"],
+        "minima": [
+            {
+                "space_group": v["space_group"],
+                "energy_per_atom": v["energy_per_atom"],
+                "matches": ["ground state"] if v["success"] else [],
+            }
+            for v in sorted(
+                (v for v in frozen["validated"] if v["energy_per_atom"] is not None),
+                key=lambda v: v["energy_per_atom"],
+            )
+        ],
+    }
 
 
 TRANSFER_STARTS = {  # start: (label, colour)
@@ -729,7 +753,7 @@ TRANSFER_STARTS = {  # start: (label, colour)
 
 
 def _transfer_plot(rows: list[dict], out: Path) -> None:
-    """transfer.png: left, the ensemble's best pool energy per cycle (an ML estimate, open
+    """transfer_<larger>.png: left, the ensemble's best pool energy per cycle (an ML estimate, open
     markers on a line) against the labels so far, and what each search and random search found
     with the oracle (filled: the ground state) against all their oracle calls; right, the
     ensemble's median force spread per cycle. Colours tell the starts apart, markers the seeds."""
@@ -836,7 +860,7 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
         ),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
-    fig.savefig(out / "transfer.png", dpi=120)
+    fig.savefig(out / f"transfer_{rows[0]['system']}.png", dpi=120)
     plt.close(fig)
 
 
@@ -933,7 +957,16 @@ def main() -> None:
         metavar="LARGER",
         help="then search this larger cell of the "
         "first system (e.g. Si46) from scratch and from the first system's models, "
-        "for each seed, and compare",
+        "relax its pool with the first system's ensemble alone and validate, and relax it "
+        "for random search, for each seed (see --transfer-starts)",
+    )
+    ap.add_argument(
+        "--transfer-starts",
+        nargs="+",
+        default=["scratch", "transfer", "frozen", "random"],
+        choices=["scratch", "transfer", "frozen", "random"],
+        help="which of the larger cell's methods to run (default: all): the searches from "
+        "scratch and from the models, the frozen ensemble, random search",
     )
     ap.add_argument(
         "--report",
@@ -962,13 +995,14 @@ def main() -> None:
         transfer = [
             r
             for d in args.report
-            if (Path(d) / "transfer.json").exists()
-            for r in json.loads((Path(d) / "transfer.json").read_text())
+            for f in sorted(Path(d).glob("transfer*.json"))
+            for r in json.loads(f.read_text())
         ]
-        if transfer:
-            _transfer_plot(transfer, out)
+        for large in sorted({r["system"] for r in transfer}):
+            rows = [r for r in transfer if r["system"] == large]
+            _transfer_plot(rows, out)
             print()
-            print(_transfer_table(transfer))
+            print(_transfer_table(rows))
         return
     if not args.systems:
         ap.error("give at least one system (or --report DIR...)")
@@ -1055,7 +1089,11 @@ def main() -> None:
         print(_transfer_table(transfer))
     print(
         f"\nwritten: {out / 'results.json'}, {out / 'cost.png'}, {out}/runs/*/*.png"
-        + (f", {out / 'transfer.json'}, {out / 'transfer.png'}" if args.transfer else "")
+        + (
+            f", {out}/transfer_{args.transfer}.json, {out}/transfer_{args.transfer}.png"
+            if args.transfer
+            else ""
+        )
     )
 
 
