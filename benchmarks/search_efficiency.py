@@ -379,6 +379,13 @@ def _points(r: dict) -> list[tuple[str, float, float, bool]]:
     return pts
 
 
+def _energy_gap_limits(ax) -> None:
+    """At least -10 to 50 meV/atom on an energy-above-the-ground-state axis: where every method
+    found the ground state (all at 0) matplotlib would zoom in on nothing."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(min(low, -10.0), max(high, 50.0))
+
+
 def _plain_log_axis(ax) -> None:
     """A logarithmic x axis labelled 20, 50, 100, 200, ... instead of powers of ten."""
     from matplotlib.ticker import FuncFormatter
@@ -452,6 +459,7 @@ def _plots(results: list[dict], out: Path) -> None:
                 )
         ax.axhline(0, color="#555555", ls="--", lw=1)
         _plain_log_axis(ax)
+        _energy_gap_limits(ax)
         ax.set_xlabel("oracle calls (single points + relaxation steps)")
         ax.set_ylabel("best oracle energy above the ground state (meV/atom)")
         ax.set_title(system)
@@ -767,7 +775,11 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
         return
     plt = _pyplot()
     seeds = sorted({r["seed"] for r in rows})
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5.4), layout="constrained")
+    if any(r["history"] for r in rows):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5.4), layout="constrained")
+    else:  # no search per cycle (the frozen ensemble and random search only): no spread panel
+        fig, a1 = plt.subplots(figsize=(8, 5.4), layout="constrained")
+        a2 = None
     for r in rows:
         colour = TRANSFER_STARTS[r["start"]][1]
         marker = SEED_MARKERS[seeds.index(r["seed"]) % len(SEED_MARKERS)]
@@ -786,13 +798,15 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
         if r["best"] is not None:
             a1.plot(
                 [r["cost"]],
-                [(r["best"] - gs) * 1000],
+                [0.0 if r["found"] else (r["best"] - gs) * 1000],  # found: at it, no round-off
                 marker,
                 ms=11,
                 mew=2,
                 color=colour,
                 mfc=colour if r["found"] else "white",
             )
+        if a2 is None:
+            continue
         a2.plot(
             labels,
             [h["sigma_force_median"] for h in hist],
@@ -824,11 +838,17 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
     _plain_log_axis(a1)
     a1.set_xlabel("oracle calls (single points + relaxation steps)")
     a1.set_ylabel("best energy above the ground state (meV/atom)")
-    a1.set_title(f"{rows[0]['system']}: ensemble estimate per cycle and oracle result")
-    a2.set_xlabel("oracle labels")
-    a2.set_ylabel("median ensemble force spread over the pool (eV/\u00c5)")
-    a2.set_title("the ensemble's uncertainty per cycle")
-    a2.set_ylim(bottom=0)
+    a1.set_title(
+        f"{rows[0]['system']}: "
+        + ("ensemble estimate per cycle and oracle result" if a2 else "what each method found")
+    )
+    a1.margins(x=0.08)
+    _energy_gap_limits(a1)
+    if a2 is not None:
+        a2.set_xlabel("oracle labels")
+        a2.set_ylabel("median ensemble force spread over the pool (eV/\u00c5)")
+        a2.set_title("the ensemble's uncertainty per cycle")
+        a2.set_ylim(bottom=0)
     handles = [
         Line2D([], [], color=c, marker="s", ls="none", ms=9, label=label)
         for key, (label, c) in TRANSFER_STARTS.items()
@@ -847,19 +867,24 @@ def _transfer_plot(rows: list[dict], out: Path) -> None:
             )
         )
     handles += _seed_handles(seeds)
+    if a2 is not None:
+        handles.append(
+            _grey_key(
+                "line, open: the ensemble's best pool energy (ML), after each cycle's labels",
+                ls="-",
+                mfc="white",
+                ms=7,
+            )
+        )
     handles += [
-        _grey_key(
-            "line, open: the ensemble's best pool energy (ML), after each cycle's labels",
-            ls="-",
-            mfc="white",
-            ms=7,
-        ),
         _grey_key("filled: oracle found the ground state, at the total cost", mew=2),
         _grey_key(
             "open, alone: missed it; best oracle minimum, at the total cost", mew=2, mfc="white"
         ),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=1 if a2 is None else 2, frameon=False
+    )
     fig.savefig(out / f"transfer_{rows[0]['system']}.png", dpi=120)
     plt.close(fig)
 
