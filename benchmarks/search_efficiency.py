@@ -425,7 +425,7 @@ def _seed_handles(seeds: list[int]) -> list:
     ]
 
 
-def _plots(results: list[dict], out: Path) -> None:
+def _plots(results: list[dict], out: Path, sources: list[Path] | None = None) -> None:
     """cost.png: each method and seed, its oracle calls and the best oracle energy it reached;
     and for every search its own figures (``crysal plot``) under runs/."""
     from matplotlib.lines import Line2D
@@ -475,11 +475,12 @@ def _plots(results: list[dict], out: Path) -> None:
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.savefig(out / "cost.png", dpi=120)
     plt.close(fig)
-    _run_plots(results, out)
+    _run_plots(results, out, sources or [out])
 
 
-def _run_plots(results: list[dict], out: Path) -> None:
-    """The ``crysal plot`` figures of every search whose store is in ``out``."""
+def _run_plots(results: list[dict], out: Path, sources: list[Path]) -> None:
+    """The ``crysal plot`` figures of every search whose store is in one of ``sources``, to
+    ``out``/runs."""
     from crysal_flows.plots import plot_run
     from crysal_flows.runs import load_run
     from crysal_flows.store import local_store
@@ -490,8 +491,9 @@ def _run_plots(results: list[dict], out: Path) -> None:
             kind = r["prior_search"]["config"]["training"]["prior"]["kind"]
             runs.append((f"_{kind}", f"_{kind}", r["prior_search"]["search"]))
         for name, suffix, report in runs:
-            path = out / f"store_{r['system']}_{r['seed']}{suffix}"
-            if not path.exists():
+            store_name = f"store_{r['system']}_{r['seed']}{suffix}"
+            path = next((d / store_name for d in sources if (d / store_name).exists()), None)
+            if path is None:
                 continue
             store = local_store(path, create=False)
             store.connect()
@@ -1012,7 +1014,7 @@ def main() -> None:
             r for d in args.report for r in json.loads((Path(d) / "results.json").read_text())
         ]
         out.mkdir(parents=True, exist_ok=True)
-        _plots(results, out)
+        _plots(results, out, [Path(d).resolve() for d in args.report])
         print(_table(results))
         if any("prescreen" in r for r in results):
             print()
