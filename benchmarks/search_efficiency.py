@@ -557,11 +557,20 @@ def _summaries(summaries: list[dict]) -> list[dict]:
     return [{k: s.get(k) for k in SUMMARY_KEYS} for s in summaries]
 
 
+def _write_config(cfg: dict, path: Path) -> None:
+    """The search's configuration as a YAML file beside its store: ``crysal run`` repeats the
+    search from it, and ``benchmarks/many_minima.py`` regenerates its pool."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 def _scratch_and_random(
     system: str, seed: int, cfg: dict, gs, args: argparse.Namespace, out: Path
 ) -> dict:
     """The search from scratch and random structure search on its pool: one results row."""
     print(f"{system} seed {seed}: active-learning search", flush=True)
+    _write_config(cfg, out / f"config_{system}_{seed}.yaml")
     report, summaries, seconds = run_search(cfg, out / f"store_{system}_{seed}")
     found = bool(report["found"])
     print(
@@ -1091,6 +1100,7 @@ def main() -> None:
             if args.prior and "prior_search" not in row:
                 print(f"{system} seed {seed}: the search on a {args.prior} prior", flush=True)
                 pcfg = prior_search_config(cfg, args.prior, args.prior_set)
+                _write_config(pcfg, out / f"config_{system}_{seed}_{args.prior}.yaml")
                 report, summaries, seconds = run_search(
                     pcfg, out / f"store_{system}_{seed}_{args.prior}"
                 )
