@@ -31,7 +31,9 @@ from crysal_flows.validation.jobs import matches_reference, oracle_relax
 
 
 def expected_first_hit(calls: np.ndarray, hits: np.ndarray) -> float:
-    """Expected oracle calls until the first of ``hits`` is relaxed, over all orders."""
+    """Expected oracle calls until the first of ``hits`` (at least one) is relaxed, over all
+    orders of the relaxations: with K hits, sum of the misses' calls / (K + 1) + sum of the
+    hits' calls / K. Random structure search's cost in ``search_efficiency.py`` too."""
     k = int(hits.sum())
     return calls[~hits].sum() / (k + 1) + calls[hits].sum() / k
 

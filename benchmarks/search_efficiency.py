@@ -189,6 +189,8 @@ def run_baseline(
     The subset is drawn with the search's seed, without replacement; the expected cost over the
     orders of the subset then estimates the pool's (same success rate, same cost per candidate).
     """
+    from many_minima import expected_first_hit  # benchmarks/, beside this script
+
     from crysal_flows.config import load_config
     from crysal_flows.generation.jobs import generate_pool
     from crysal_flows.validation.jobs import matches_reference, oracle_relax
@@ -224,7 +226,7 @@ def run_baseline(
     costs = np.array([r["calls"] for r in rows], dtype=float)
     hits = np.array([r["success"] for r in rows])
     k = int(hits.sum())
-    expected = (costs[~hits].sum() / (k + 1) + costs[hits].sum() / k) if k else None
+    expected = expected_first_hit(costs, hits) if k else None
     return {
         "candidates": rows,
         "n_success": k,
