@@ -44,12 +44,15 @@ def _report(path: str) -> tuple[str, dict, list]:
     from crysal_flows.runs import load_run
     from crysal_flows.store import local_store
 
-    store = local_store(path, create=False)
-    store.connect()
     try:
-        view = load_run(store)
-    finally:
-        store.close()
+        store = local_store(path, create=False)
+        store.connect()
+        try:
+            view = load_run(store)
+        finally:
+            store.close()
+    except (FileNotFoundError, LookupError) as exc:  # no store there, or no run in it
+        raise SystemExit(f"many_minima: {exc}") from None
     name = view.name or view.run_id
     if view.report is None:
         raise SystemExit(f"many_minima: run {name} in {path} has no report yet")
