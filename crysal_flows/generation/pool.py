@@ -150,7 +150,7 @@ def generate_candidate(
     rng: np.random.Generator,
     space_groups: dict[int, list[int]],
     symmetric_fraction: float,
-    supercell_fraction: float,
+    supercell_fraction: float | None,
     volume_factor: float,
     volume_spread: float,
     min_distance_factor: float,
@@ -163,6 +163,9 @@ def generate_candidate(
     space_groups
         Compatible space groups for each number of formula units that divides the cell's
         (key ``z`` means ``counts // z`` atoms are placed and the result is tiled ``z`` times).
+    supercell_fraction
+        Probability that a symmetric candidate is tiled from a sub-cell (of at least 4 atoms);
+        ``None``: the whole cell and each such sub-cell are equally likely.
 
     Raises
     ------
@@ -176,9 +179,12 @@ def generate_candidate(
     symmetric = rng.random() < symmetric_fraction
     tilings = [z for z in space_groups if z > 1 and space_groups[z] and n_atoms // z >= 4]
     z = 1
-    if symmetric and tilings and rng.random() < supercell_fraction:
-        weights = np.array([1.0 / t for t in tilings])
-        z = int(rng.choice(tilings, p=weights / weights.sum()))
+    if symmetric and tilings:
+        n = len(tilings)
+        fraction = n / (n + 1) if supercell_fraction is None else supercell_fraction
+        if rng.random() < fraction:
+            # uniform over the tilings (the same draws as before for a single tiling, e.g. Si8)
+            z = int(rng.choice(tilings, p=np.full(n, 1.0 / n)))
     for attempt in range(1, max_attempts + 1):
         volume = v_ref * rng.uniform(1 - volume_spread, 1 + volume_spread)
         if symmetric:
@@ -212,11 +218,11 @@ def generate_candidate(
 
 
 def space_groups_by_tiling(
-    counts: dict[str, int], supercell_fraction: float
+    counts: dict[str, int], supercell_fraction: float | None
 ) -> dict[int, list[int]]:
     """Compatible space groups for the cell (key 1) and each divisor of its formula units."""
     result = {1: compatible_space_groups(counts)}
-    if supercell_fraction > 0:
+    if supercell_fraction is None or supercell_fraction > 0:
         g = _gcd(counts)
         for z in range(2, g + 1):
             if g % z == 0:
