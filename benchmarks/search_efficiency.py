@@ -334,7 +334,7 @@ def relax_and_validate(
             st: sum(o.status.value == st for o in outcomes)
             for st in {o.status.value for o in outcomes}
         },
-        "prior_seconds": relaxed_s,
+        "relax_seconds": relaxed_s,  # the pool's relaxation alone (prior or frozen ensemble)
         "seconds": time.perf_counter() - t0,
     }
 
