@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GeneratedCandidate",
+    "SpaceGroupChoice",
+    "centring",
     "compatible_space_groups",
     "generate_candidate",
     "min_distance_ok",
@@ -39,6 +41,17 @@ def _gcd(counts: dict[str, int]) -> int:
     return math.gcd(*counts.values())
 
 
+# lattice points per conventional cell, by the first letter of the Hermann-Mauguin symbol
+_CENTRING = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
+
+
+def centring(sg: int) -> int:
+    """Lattice points in the conventional cell of space group ``sg`` (R groups: hexagonal axes)."""
+    from pyxtal.symmetry import Group
+
+    return _CENTRING[Group(sg).symbol[0]]
+
+
 def compatible_space_groups(counts: dict[str, int]) -> list[int]:
     """Space groups (1-230) in which PyXtal can place these atom counts in the conventional cell."""
     from pyxtal.symmetry import Group
@@ -50,6 +63,36 @@ def compatible_space_groups(counts: dict[str, int]) -> list[int]:
         if compatible:
             groups.append(sg)
     return groups
+
+
+@dataclass(frozen=True)
+class SpaceGroupChoice:
+    """The space groups that can hold one cell's atom counts, and in which cell.
+
+    ``conventional``: the counts fit the group's conventional cell. ``primitive``: centred groups
+    (A, B, C, I, R, F) whose conventional cell cannot hold the counts but whose primitive cell
+    can, e.g. corundum's R-3c for Al4O6 (10 atoms; the hexagonal cell holds 30).
+    """
+
+    conventional: tuple[int, ...]
+    primitive: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.conventional or self.primitive)
+
+    @classmethod
+    def for_counts(cls, counts: dict[str, int]) -> SpaceGroupChoice:
+        """Find the groups holding ``counts`` in their conventional or only their primitive cell."""
+        from pyxtal.symmetry import Group
+
+        conventional = compatible_space_groups(counts)
+        primitive = []
+        for sg in range(1, 231):
+            m = centring(sg)
+            if m > 1 and sg not in conventional:
+                if Group(sg).check_compatible([n * m for n in counts.values()])[0]:
+                    primitive.append(sg)
+        return cls(tuple(conventional), tuple(primitive))
 
 
 def min_distance_ok(atoms: Atoms, factor: float) -> bool:
@@ -101,7 +144,10 @@ def _split_into_three(n: int, rng: np.random.Generator) -> tuple[int, int, int]:
     return options[rng.integers(len(options))]
 
 
-def _pyxtal_atoms(sg: int, counts: dict[str, int], rng: np.random.Generator) -> Atoms | None:
+def _pyxtal_atoms(
+    sg: int, counts: dict[str, int], rng: np.random.Generator, primitive: bool = False
+) -> Atoms | None:
+    """Place ``counts`` at random in group ``sg`` (``primitive``: in its primitive cell)."""
     from pyxtal import pyxtal
 
     crystal = pyxtal()
@@ -113,6 +159,7 @@ def _pyxtal_atoms(sg: int, counts: dict[str, int], rng: np.random.Generator) -> 
                 sg,
                 list(counts),
                 list(counts.values()),
+                conventional=not primitive,
                 random_state=int(rng.integers(2**31)),
                 max_count=5,
             )
@@ -121,7 +168,16 @@ def _pyxtal_atoms(sg: int, counts: dict[str, int], rng: np.random.Generator) -> 
             return None
     if not crystal.valid:
         return None
-    atoms = crystal.to_ase()
+    if primitive:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        # PyXtal builds the conventional cell (counts times the centring); keep one lattice point
+        structure = crystal.to_pymatgen().get_primitive_structure(tolerance=0.01)
+        if len(structure) != sum(counts.values()):
+            return None
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+    else:
+        atoms = crystal.to_ase()
     atoms.pbc = True
     return atoms
 
@@ -148,7 +204,7 @@ def _random_cell_atoms(counts: dict[str, int], rng: np.random.Generator) -> Atom
 def generate_candidate(
     counts: dict[str, int],
     rng: np.random.Generator,
-    space_groups: dict[int, list[int]],
+    space_groups: dict[int, SpaceGroupChoice],
     symmetric_fraction: float,
     supercell_fraction: float | None,
     volume_factor: float,
@@ -161,8 +217,9 @@ def generate_candidate(
     Parameters
     ----------
     space_groups
-        Compatible space groups for each number of formula units that divides the cell's
-        (key ``z`` means ``counts // z`` atoms are placed and the result is tiled ``z`` times).
+        Compatible space groups for the cell (key 1) and each sub-cell (key ``z``: ``counts // z``
+        atoms are placed and the result is tiled ``z`` times), from `space_groups_by_tiling`.
+        The group is drawn uniformly from a cell's conventional and primitive choices together.
     supercell_fraction
         Probability that a symmetric candidate is tiled from a sub-cell (of at least 4 atoms);
         ``None``: the whole cell and each such sub-cell are equally likely.
@@ -177,7 +234,7 @@ def generate_candidate(
     # What kind of candidate this is is drawn once, so that kinds that are rejected more often
     # (random cells) keep their share of the pool.
     symmetric = rng.random() < symmetric_fraction
-    tilings = [z for z in space_groups if z > 1 and space_groups[z] and n_atoms // z >= 4]
+    tilings = [z for z in space_groups if z > 1 and space_groups[z]]
     z = 1
     if symmetric and tilings:
         n = len(tilings)
@@ -185,15 +242,26 @@ def generate_candidate(
         if rng.random() < fraction:
             # uniform over the tilings (the same draws as before for a single tiling, e.g. Si8)
             z = int(rng.choice(tilings, p=np.full(n, 1.0 / n)))
+    primitive = False
+    if symmetric:
+        choice = space_groups[z]
+        n_conv, n_prim = len(choice.conventional), len(choice.primitive)
+        # Whether the group is a centred one in its primitive cell is drawn from a child stream,
+        # so a candidate in a conventional cell is the one drawn before primitive cells existed
+        # (the pools measured in docs/benchmarks.md keep those candidates).
+        child = rng.spawn(1)[0]
+        if n_prim and child.random() < n_prim / (n_conv + n_prim):
+            primitive, rng = True, child
+        groups = choice.primitive if primitive else choice.conventional
     for attempt in range(1, max_attempts + 1):
         volume = v_ref * rng.uniform(1 - volume_spread, 1 + volume_spread)
         if symmetric:
             sub_counts = {el: n // z for el, n in counts.items()}
-            sg = int(rng.choice(space_groups[z]))
-            atoms = _pyxtal_atoms(sg, sub_counts, rng)
+            sg = int(rng.choice(groups))
+            atoms = _pyxtal_atoms(sg, sub_counts, rng, primitive)
             if atoms is None or len(atoms) * z != n_atoms:
                 continue
-            origin = f"pyxtal sg {sg}"
+            origin = f"pyxtal sg {sg}" + (" primitive cell" if primitive else "")
             if z > 1:
                 reps = _split_into_three(z, rng)
                 atoms = atoms.repeat(reps)
@@ -219,12 +287,17 @@ def generate_candidate(
 
 def space_groups_by_tiling(
     counts: dict[str, int], supercell_fraction: float | None
-) -> dict[int, list[int]]:
-    """Compatible space groups for the cell (key 1) and each divisor of its formula units."""
-    result = {1: compatible_space_groups(counts)}
+) -> dict[int, SpaceGroupChoice]:
+    """Space groups for the cell and its sub-cells.
+
+    Key 1: the cell; key ``z``: a sub-cell of the cell's formula units divided by ``z``, of at
+    least 4 atoms (none if ``supercell_fraction`` is 0).
+    """
+    result = {1: SpaceGroupChoice.for_counts(counts)}
     if supercell_fraction is None or supercell_fraction > 0:
         g = _gcd(counts)
+        n_atoms = sum(counts.values())
         for z in range(2, g + 1):
-            if g % z == 0:
-                result[z] = compatible_space_groups({el: n // z for el, n in counts.items()})
+            if g % z == 0 and n_atoms // z >= 4:
+                result[z] = SpaceGroupChoice.for_counts({el: n // z for el, n in counts.items()})
     return result
