@@ -1,0 +1,164 @@
+"""Replay finished searches cycle by cycle: where would a stopping rule have stopped, and what then?
+
+For every cycle of every run in the stores, the top ``validation.n_structures`` clusters of that
+cycle's pool are relaxed with the configuration's oracle (the validation that would have run had
+the search stopped there) and matched against the configuration's references. Then each rule is
+applied to the stored cycle summaries, and the table says after which cycle it would have
+stopped and whether the validation there finds the reference that the search's own last cycle
+finds. No search is rerun: a rule is measured on searches that ran to ``max_cycles``.
+
+Rules (all with the run's ``min_cycles``):
+
+- ``current``: the search's own rule (top-k cluster energies moved at most ``energy_tolerance``,
+  prediction error at most ``max_prediction_error``, best cluster reliable);
+- ``no-new-top<k>``: none of this cycle's top k clusters is new (each lies within the clustering's
+  fingerprint tolerance of one of the previous cycle's top 10), with ``+mae`` also the prediction
+  error bound; ``x2``: two cycles in a row.
+
+    python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
+
+Cheap with a classical oracle (Stillinger-Weber Si16: about a minute per run on one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+
+
+def replay(store_path: str, cfg) -> list[list[dict]]:
+    """Per run in the store, per cycle: what validating that cycle's top clusters finds."""
+    from crysal_flows.generation.schemas import PoolDocument
+    from crysal_flows.runs import find_runs, load_run
+    from crysal_flows.store import local_store
+    from crysal_flows.utils import fingerprint, structure_to_atoms
+    from crysal_flows.validation.jobs import build_reference, matches_reference, oracle_relax
+
+    refs = [build_reference(r) for r in cfg.references]
+    store = local_store(store_path, create=False)
+    store.connect()
+    runs = []
+    for run_id in find_runs(store):
+        view = load_run(store, run_id)
+        rows = []
+        for s in view.summaries:
+            pool = PoolDocument.model_validate(store.get_output(s["resume"]["pool"], load=True))
+            by_index = {c.index: c for c in pool.candidates}
+            found, best, calls = False, None, 0
+            for cl in s["clusters"][: cfg.validation.n_structures]:
+                doc = oracle_relax(
+                    by_index[cl["representative"]].structure,
+                    cfg.oracle,
+                    cfg.validation.fmax,
+                    cfg.validation.max_steps,
+                )
+                calls += doc.oracle_calls
+                if doc.success:
+                    found = found or any(matches_reference(doc.structure, r) for r in refs)
+                    e = doc.energy_per_atom
+                    best = e if best is None else min(best, e)
+            rows.append(
+                {
+                    "run": view.name,
+                    "cycle": s["cycle"],
+                    "found": found,
+                    "best": best,
+                    "validation_calls": calls,
+                    "single_points": s["oracle_single_points"],
+                    "change": s.get("top_energy_change"),
+                    "mae": s.get("prediction_mae"),
+                    "converged": s.get("converged"),
+                    "fingerprints": [
+                        fingerprint(structure_to_atoms(by_index[c["representative"]].structure))
+                        for c in s["clusters"][:10]
+                    ],
+                }
+            )
+        runs.append(rows)
+    return runs
+
+
+def new_in_top(prev: dict, cur: dict, k: int, tol: float) -> bool:
+    """Whether one of ``cur``'s top ``k`` clusters matches none of ``prev``'s top 10."""
+    return any(
+        all(np.linalg.norm(fp - p) >= tol for p in prev["fingerprints"])
+        for fp in cur["fingerprints"][:k]
+    )
+
+
+def rules(cfg) -> dict:
+    """name -> predicate(rows, i): whether the rule stops after cycle ``rows[i]``."""
+    an = cfg.analysis
+    tol = an.cluster_fingerprint_tolerance
+
+    def accurate(r):
+        return r["mae"] is not None and r["mae"] <= an.max_prediction_error
+
+    def quiet(rows, i, k, times):
+        return i >= times and all(
+            not new_in_top(rows[j - 1], rows[j], k, tol) for j in range(i - times + 1, i + 1)
+        )
+
+    out = {"current": lambda rows, i: bool(rows[i]["converged"])}
+    for k in (1, 3, an.n_top_clusters):
+        for times in (1, 2):
+            name = f"no-new-top{k}" + ("x2" if times == 2 else "")
+            out[name] = lambda rows, i, k=k, t=times: quiet(rows, i, k, t)
+            out[name + "+mae"] = lambda rows, i, k=k, t=times: (
+                quiet(rows, i, k, t) and accurate(rows[i])
+            )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", help="the runs' search configuration (oracle, references)")
+    ap.add_argument("--stores", nargs="+", required=True, help="store directories of the runs")
+    args = ap.parse_args()
+    from crysal_flows.config import load_config
+
+    cfg = load_config(args.config)
+    if not cfg.references:
+        raise SystemExit(f"{args.config} lists no references to match against")
+    runs = [rows for path in args.stores for rows in replay(path, cfg)]
+    for rows in runs:
+        print(
+            f"{rows[0]['run']}: validating cycle 0..{rows[-1]['cycle']} finds the reference: "
+            + " ".join("yes" if r["found"] else "no" for r in rows)
+            + "; single points "
+            + " ".join(str(r["single_points"]) for r in rows)
+        )
+    print()
+    tally = {}
+    min_cycles = cfg.analysis.min_cycles
+    for name, stops in rules(cfg).items():
+        cells = []
+        n_stop = n_missed = saved = 0
+        for rows in runs:
+            eligible = [i for i in range(len(rows)) if rows[i]["cycle"] + 1 >= min_cycles]
+            at = next((i for i in eligible if stops(rows, i)), None)
+            if at is None or at == len(rows) - 1:
+                cells.append("-")
+                continue
+            n_stop += 1
+            saved += rows[-1]["single_points"] - rows[at]["single_points"]
+            lost = rows[-1]["found"] and not rows[at]["found"]
+            n_missed += lost
+            cells.append(f"{rows[at]['cycle']}{'!' if lost else ''}")
+        tally[name] = (n_stop, n_missed, saved)
+        print(
+            f"{name:22s} stops after cycle: {' '.join(f'{c:>3}' for c in cells)}   "
+            f"stopped early {n_stop}/{len(runs)}, missed {n_missed}, single points saved {saved}"
+        )
+    print("\n(-: ran to the end; !: stopped where validation misses what the last cycle finds)")
+
+
+if __name__ == "__main__":
+    main()
