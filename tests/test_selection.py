@@ -1,4 +1,5 @@
-"""Selection: random picks in cycle 0; later low scores, stuck candidates and random coverage."""
+"""Selection: random picks in cycle 0; later the lowest minima, low scores, stuck candidates
+and random coverage."""
 
 from crysal_flows.config import SelectionConfig
 from crysal_flows.schemas import CandidateStatus
@@ -50,7 +51,8 @@ def test_cycle_zero_after_a_prior_ranks_by_score(si_frames):
     for s in doc.structures:
         by_reason.setdefault(s.reason, []).append(s.source_index)
     assert len(doc.structures) == 8 and len(by_reason["random"]) == 2
-    assert sorted(by_reason["score"])[:4] == [1, 2, 3, 4]  # the lowest energies; 0 failed
+    assert by_reason["minimum"] == [1, 2]  # a quarter: the prior's lowest minima; 0 failed
+    assert sorted(by_reason["score"]) == [3, 4]
 
 
 def test_stuck_candidates_get_labels(si_frames):
@@ -65,7 +67,8 @@ def test_stuck_candidates_get_labels(si_frames):
     for s in doc.structures:
         by_reason.setdefault(s.reason, []).append(s.source_index)
     assert sorted(by_reason["stuck"]) == [20, 21]  # 2 of 8, the best scored stuck ones
-    assert sorted(by_reason["score"]) == [1, 2, 3, 4]  # the lowest energies; 0 failed
+    assert by_reason["minimum"] == [1, 2]  # the lowest energies; 0 failed
+    assert sorted(by_reason["score"]) == [3, 4]
     assert len(by_reason["random"]) == 2
     assert len({s.source_index for s in doc.structures}) == 8
     # without the reservation the stuck candidates are out of reach of the scores
@@ -73,7 +76,9 @@ def test_stuck_candidates_get_labels(si_frames):
         pool, None, 3, cfg.model_copy(update={"stuck_fraction": 0}), seed=1
     )
     assert not [
-        s for s in doc.structures if s.reason in ("stuck", "score") and s.source_index >= 20
+        s
+        for s in doc.structures
+        if s.reason in ("stuck", "minimum", "score") and s.source_index >= 20
     ]
 
 
@@ -106,7 +111,11 @@ def test_a_huge_spread_does_not_outrank_the_low_energy_end(si_frames):
     cands[10] = cands[10].model_copy(update={"energy_per_atom": 5.0, "sigma_force": 100.0})
     pool = pool.model_copy(update={"candidates": cands})
     cfg = SelectionConfig(
-        n_labels=4, stuck_fraction=0, random_fraction=0, min_fingerprint_distance=0
+        n_labels=4,
+        stuck_fraction=0,
+        random_fraction=0,
+        minima_fraction=0,
+        min_fingerprint_distance=0,
     )
     doc = select_structures.original(pool, None, 3, cfg, seed=1)
     assert [s.source_index for s in doc.structures] == [1, 2, 3, 4]
@@ -140,3 +149,27 @@ def test_stuck_candidates_get_one_reserved_label(si_frames):
     assert stuck == [21]  # 20 was labelled in cycle 2; 22 lies 7 eV/atom above the best
     doc = select_structures.original(pool, None, 3, cfg, seed=1)
     assert sorted(s.source_index for s in doc.structures if s.reason == "stuck") == [20, 21]
+
+
+def test_the_lowest_minima_are_labelled_whatever_the_spread_elsewhere(si_frames):
+    """Uncertain cells a little higher in energy outscore the pool's converged lowest minima
+    (E - kappa sigma); ``minima_fraction`` of the labels still go to those minima, so the
+    ensemble is corrected where validation looks."""
+    pool = _pool(si_frames)
+    cands = list(pool.candidates)
+    for i in range(5, 15):  # uncertain, 0.04-0.13 eV/atom above 1, members 1 eV/A apart
+        cands[i] = cands[i].model_copy(
+            update={"sigma_force": 1.0, "status": CandidateStatus.UNCERTAIN, "steps": 5}
+        )
+    pool = pool.model_copy(update={"candidates": cands})
+    cfg = SelectionConfig(
+        n_labels=4, stuck_fraction=0, random_fraction=0, min_fingerprint_distance=0
+    )
+    doc = select_structures.original(pool, None, 3, cfg, seed=1)
+    assert (doc.structures[0].source_index, doc.structures[0].reason) == (1, "minimum")
+    assert {s.source_index for s in doc.structures[1:]} <= set(range(5, 15))
+    # without the reservation the lowest minimum is never labelled
+    doc = select_structures.original(
+        pool, None, 3, cfg.model_copy(update={"minima_fraction": 0}), seed=1
+    )
+    assert 1 not in {s.source_index for s in doc.structures}

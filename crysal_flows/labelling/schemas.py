@@ -15,7 +15,9 @@ class LabelDocument(BaseModel):
     oracle: str = Field(..., description="Identity of the oracle and its settings.")
     cycle: int = Field(..., description="Cycle that selected the structure.")
     source_index: int | None = Field(None, description="Pool index of the candidate it came from.")
-    reason: str = Field("", description="Why it was selected: random, score, uncertain or stuck.")
+    reason: str = Field(
+        "", description="Why it was selected: random, minimum, score, uncertain or stuck."
+    )
     success: bool = Field(..., description="Whether the label is usable for training.")
     error: str | None = Field(None, description="Why the label failed, if it did.")
     energy_only: bool = Field(
@@ -79,7 +81,8 @@ class TrainingSetDocument(BaseModel):
     prediction_mae: float | None = Field(
         None,
         description="MAE (eV/atom) of the previous ensemble on this cycle's score-ranked "
-        "labels (reasons score and uncertain: the low-energy end, not random or stuck picks). "
+        "labels (reasons minimum, score and uncertain: the low-energy end, not random or stuck "
+        "picks). "
         "In cycle 0 on a prior, after removing prediction_offset.",
     )
     prediction_offset: float | None = Field(

@@ -70,6 +70,7 @@ def _pick(
     ]
     n_random = round(config.random_fraction * n)
     n_stuck = round(config.stuck_fraction * n)
+    n_minima = round(config.minima_fraction * n)
 
     def score(c: Candidate) -> float:
         return c.energy_per_atom - config.kappa * min(c.sigma_force or 0.0, config.max_sigma)
@@ -79,7 +80,7 @@ def _pick(
     prints: list[np.ndarray] = []
     taken: set[int] = set()
 
-    def take(ranked: list[Candidate], limit: int) -> None:
+    def take(ranked: list[Candidate], limit: int, why: str | None = None) -> None:
         """Add the best of ``ranked`` until ``chosen`` holds ``limit``, skipping near-duplicates."""
         for c in ranked:
             if len(chosen) >= limit:
@@ -92,7 +93,9 @@ def _pick(
                 continue  # near-duplicate of a better-scored pick
             prints.append(fp)
             taken.add(c.index)
-            if c.status == CandidateStatus.UNCERTAIN:
+            if why is not None:
+                reason = why
+            elif c.status == CandidateStatus.UNCERTAIN:
                 reason = "stuck" if _is_stuck(c) else "uncertain"
             else:
                 reason = "score"
@@ -108,6 +111,9 @@ def _pick(
         and c.energy_per_atom <= best + config.stuck_window
     ]
     take(stuck, n_stuck)
+    # the lowest minima, one per structure: where validation looks, labelled every cycle
+    lowest = sorted(usable, key=lambda c: c.energy_per_atom)
+    take(lowest, min(len(chosen) + n_minima, n - n_random), why="minimum")
     take(scored, n - n_random)
     rest = [c for c in cands if c.index not in taken]
     n_more = min(n - len(chosen), len(rest))
@@ -158,7 +164,8 @@ def select_structures(
         for a, (c, reason, score), pe, ps in zip(atoms, picks, pred_e, pred_s, strict=True)
     ]
     counts = {
-        r: sum(s.reason == r for s in structures) for r in ("score", "uncertain", "stuck", "random")
+        r: sum(s.reason == r for s in structures)
+        for r in ("minimum", "score", "uncertain", "stuck", "random")
     }
     logger.info(
         "cycle %d: selected %d structures to label %s (rattle %.3f A)",
