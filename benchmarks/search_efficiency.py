@@ -444,6 +444,7 @@ def _plots(results: list[dict], out: Path, sources: list[Path] | None = None) ->
         constrained_layout=True,
     )
     seeds = sorted({r["seed"] for r in results})
+    shown = {point[0] for r in results for point in _points(r)}
     for ax, system in zip(axes[0], systems, strict=True):
         for r in (r for r in results if r["system"] == system):
             marker = SEED_MARKERS[seeds.index(r["seed"]) % len(SEED_MARKERS)]
@@ -467,7 +468,8 @@ def _plots(results: list[dict], out: Path, sources: list[Path] | None = None) ->
         ax.set_title(system)
     handles = [
         Line2D([], [], color=c, marker="o", ls="none", ms=9, label=label)
-        for label, c in METHODS.values()
+        for method, (label, c) in METHODS.items()
+        if method in shown  # only the methods this run measured
     ]
     handles += _seed_handles(seeds)
     handles += [
