@@ -54,15 +54,7 @@ def centring(sg: int) -> int:
 
 def compatible_space_groups(counts: dict[str, int]) -> list[int]:
     """Space groups (1-230) in which PyXtal can place these atom counts in the conventional cell."""
-    from pyxtal.symmetry import Group
-
-    numbers = list(counts.values())
-    groups = []
-    for sg in range(1, 231):
-        compatible, _ = Group(sg).check_compatible(numbers)
-        if compatible:
-            groups.append(sg)
-    return groups
+    return list(SpaceGroupChoice.for_counts(counts).conventional)
 
 
 @dataclass(frozen=True)
@@ -85,13 +77,16 @@ class SpaceGroupChoice:
         """Find the groups holding ``counts`` in their conventional or only their primitive cell."""
         from pyxtal.symmetry import Group
 
-        conventional = compatible_space_groups(counts)
-        primitive = []
+        numbers = list(counts.values())
+        conventional, primitive = [], []
         for sg in range(1, 231):
-            m = centring(sg)
-            if m > 1 and sg not in conventional:
-                if Group(sg).check_compatible([n * m for n in counts.values()])[0]:
-                    primitive.append(sg)
+            group = Group(sg)  # built once per group: it is the slow part
+            if group.check_compatible(numbers)[0]:
+                conventional.append(sg)
+                continue
+            m = _CENTRING[group.symbol[0]]
+            if m > 1 and group.check_compatible([n * m for n in numbers])[0]:
+                primitive.append(sg)
         return cls(tuple(conventional), tuple(primitive))
 
 
