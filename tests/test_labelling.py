@@ -86,8 +86,10 @@ def test_the_priors_energy_zero_is_not_its_prediction_error():
     assert no_prior.prediction_offset is None
 
 
-def test_chgnet_labels_every_element_in_ase_units():
-    """CHGNet (the benchmarks' stand-in for DFT): NaCl, stress sign checked against energies."""
+def test_chgnet_labels_every_element_in_ase_units(capsys):
+    """CHGNet (the benchmarks' stand-in for DFT): NaCl, stress sign checked against energies.
+
+    Once its model is loaded, a label prints nothing (CHGNet's calculator announces its device)."""
     from ase.build import bulk
 
     def energy(strain):
@@ -103,7 +105,9 @@ def test_chgnet_labels_every_element_in_ase_units():
     forces = np.asarray(lab.forces)
     assert forces.shape == (8, 3) and np.abs(forces.sum(axis=0)).max() < 1e-3
     e = 0.01
+    capsys.readouterr()
     ep, em = (single_point(atoms_to_structure(energy(x)), cfg, cycle=0).energy for x in (e, -e))
+    assert capsys.readouterr().out == ""
     fd_trace = (ep - em) / (2 * e) / energy(0.0).get_volume()
     assert abs(np.trace(lab.stress)) > 5e-3  # a cell under real stress
     assert np.trace(lab.stress) == pytest.approx(fd_trace, rel=0.1)

@@ -6,8 +6,10 @@ on positions and cell (ASE's ``FrechetCellFilter``), counting every calculator c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +57,8 @@ def _chgnet(kwargs: dict[str, Any]) -> Calculator:
     kwargs = {"use_device": "cpu", **kwargs}
     if "model" not in kwargs:
         kwargs["model"] = chgnet_model(kwargs.pop("model_name", None))
-    return CHGNetCalculator(**kwargs)
+    with contextlib.redirect_stdout(io.StringIO()):  # "CHGNet will run on cpu", once per relaxation
+        return CHGNetCalculator(**kwargs)
 
 
 def import_object(path: str, what: str) -> Any:
