@@ -196,6 +196,32 @@ def plot_energy(run: RunView, path: Path) -> Path:
 ENERGY_VIEW = 1.5
 
 
+ENERGY_HOLE = 1.0  # eV/atom below the pools' 5th percentiles and the references: a model's hole
+
+
+def pool_energy_view(
+    quantiles: list[dict[str, float]], references: list[float]
+) -> tuple[float, float]:
+    """Return the bottom and top of the axis of the pool energies' box plots.
+
+    The lowest candidate of a cycle sets the bottom unless it lies ``ENERGY_HOLE`` below the
+    lowest 5th percentile and every reference: then it sits in a hole of an early ensemble (an
+    Al4O6 cycle 0 put one at -13.5 eV/atom, 5.7 below corundum), which would leave every box off
+    the axis, and it is written at the bottom with an arrow.
+    The top stops above the upper quartiles, and at most ``ENERGY_VIEW`` above the bottom
+    (where half the pool is collapsed or exploded cells, its quartile lies eV above the minima).
+    """
+    floor = min([q["5"] for q in quantiles] + references) - ENERGY_HOLE
+    low = min(
+        v
+        for v in [q["0"] for q in quantiles] + [q["5"] for q in quantiles] + references
+        if v >= floor
+    )
+    top = max(q["75"] for q in quantiles)
+    top = min(top + max(0.5 * (top - low), 0.2), low + ENERGY_VIEW)
+    return low, top
+
+
 def _box(q: dict[str, float], pos: int) -> dict[str, Any]:
     return {
         "med": q["50"],
@@ -251,11 +277,19 @@ def plot_cycles(run: RunView, path: Path) -> Path:
         # above it would squash it, so the axis stops above the upper quartiles, and at most
         # ENERGY_VIEW eV/atom above the lowest (where half the pool is such cells, its quartile
         # lies eV above the minima)
-        low = min([q["0"] for _, q in en] + list(_references(run).values()))
-        top = max(q["75"] for _, q in en)
-        top = min(top + max(0.5 * (top - low), 0.2), low + ENERGY_VIEW)
+        low, top = pool_energy_view([q for _, q in en], list(_references(run).values()))
         a2.set_ylim(low - 0.05 * (top - low), top)
         for c, q in en:
+            if q["0"] < low:  # in a hole of the ensemble, see pool_energy_view
+                a2.annotate(
+                    f"↓ {q['0']:.1f}",
+                    (c, low - 0.05 * (top - low)),
+                    textcoords="offset points",
+                    xytext=(5, 4),
+                    ha="left",
+                    fontsize=8,
+                    color="#777777",
+                )
             if q["100"] > top:
                 a2.annotate(
                     f"↑ {q['100']:.1f}",
