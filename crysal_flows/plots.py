@@ -194,8 +194,6 @@ def plot_energy(run: RunView, path: Path) -> Path:
 
 #: the pool-energy panel of cycles.png shows at most this many eV/atom above the lowest energy
 ENERGY_VIEW = 1.5
-
-
 ENERGY_HOLE = 1.0  # eV/atom below the pools' 5th percentiles and the references: a model's hole
 
 
@@ -273,17 +271,16 @@ def plot_cycles(run: RunView, path: Path) -> Path:
         (s["cycle"], s.get("energy_quantiles")) for s in run.summaries if s.get("energy_quantiles")
     ]
     if en:
-        # the low-energy end is what the search is about: collapsed or exploded candidates far
-        # above it would squash it, so the axis stops above the upper quartiles, and at most
-        # ENERGY_VIEW eV/atom above the lowest (where half the pool is such cells, its quartile
-        # lies eV above the minima)
+        # the low-energy end is what the search is about (see pool_energy_view); values off
+        # the axis are written at its edge
         low, top = pool_energy_view([q for _, q in en], list(_references(run).values()))
-        a2.set_ylim(low - 0.05 * (top - low), top)
+        bottom = low - 0.05 * (top - low)
+        a2.set_ylim(bottom, top)
         for c, q in en:
-            if q["0"] < low:  # in a hole of the ensemble, see pool_energy_view
+            if q["0"] < low:  # in a hole of the ensemble
                 a2.annotate(
                     f"↓ {q['0']:.1f}",
-                    (c, low - 0.05 * (top - low)),
+                    (c, bottom),
                     textcoords="offset points",
                     xytext=(5, 4),
                     ha="left",

@@ -57,7 +57,8 @@ def _chgnet(kwargs: dict[str, Any]) -> Calculator:
     kwargs = {"use_device": "cpu", **kwargs}
     if "model" not in kwargs:
         kwargs["model"] = chgnet_model(kwargs.pop("model_name", None))
-    with contextlib.redirect_stdout(io.StringIO()):  # "CHGNet will run on cpu", once per relaxation
+    # the calculator prints "CHGNet will run on cpu", once per label or relaxation
+    with contextlib.redirect_stdout(io.StringIO()):
         return CHGNetCalculator(**kwargs)
 
 
