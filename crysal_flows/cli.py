@@ -8,32 +8,12 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+from crysal_flows.progress import quiet_libraries, setup_logging
+
 __all__ = ["build_parser", "format_report", "main"]
-
-
-def _quiet_libraries() -> None:
-    warnings.filterwarnings("ignore", message=".*TorchScript.*")
-    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", module="pyxtal")
-    warnings.filterwarnings("ignore", module="spglib")
-    # CHGNet (a prior or oracle) converts a tensor that requires grad on every call
-    warnings.filterwarnings("ignore", message=".*Converting a tensor with requires_grad=True.*")
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    root = logging.getLogger("crysal_flows")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-    logging.getLogger("jobflow").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 # --- stores ----------------------------------------------------------------------------------
@@ -145,14 +125,14 @@ def _checked_config(path: str, check_oracle_here: bool = True, models: bool = Tr
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a search with jobflow's run_locally on the on-disk store (or ``--jobstore``)."""
+    """Run a search here (``crysal_flows.local``), on the on-disk store or ``--jobstore``."""
     config = _checked_config(args.config, models=False)  # the flow reads init_models once
-    _setup_logging(args.verbose)
-
-    from jobflow import run_locally
+    setup_logging(args.verbose)
 
     from crysal_flows.flows import CrystalSearchMaker, CycleMaker, new_run_id
+    from crysal_flows.local import default_processes, run_flow, shareable
     from crysal_flows.resume import resume_flow
+    from crysal_flows.settings import SETTINGS
 
     store = _open_store(args, create=True)
     registry = _registry(args, store)
@@ -192,13 +172,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"crysal: search {config.name} ({config.composition}), run {run_id}, {where}",
             flush=True,
         )
+    processes = args.processes or SETTINGS.processes or default_processes(SETTINGS.torch_threads)
+    if processes > 1 and shareable(store):
+        print(
+            f"crysal: ensemble members and relaxation shards run in up to {processes} "
+            "processes side by side (--processes 1: one after another)",
+            flush=True,
+        )
     t0 = time.time()
     failures = _FailedJobs()
     local_log = logging.getLogger("jobflow.managers.local")  # logs each job that raised, at INFO
     local_log.setLevel(logging.INFO)
     local_log.addHandler(failures)
+    # without -v its lines reach no one else (a library may have set up the root logger)
+    local_log.propagate = args.verbose
     try:
-        run_locally(flow, store=store, log=args.verbose)
+        run_flow(flow, store=store, processes=processes, log=args.verbose)
     finally:
         local_log.removeHandler(failures)
     reports = [r for r in _reports(args) if r["run_id"] == run_id]
@@ -521,6 +510,16 @@ def _store_options(parser: argparse.ArgumentParser, what: str = "read") -> None:
     )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``crysal``."""
     from crysal_flows import __version__
@@ -530,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crysal_flows {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a search locally (jobflow run_locally)")
+    run = sub.add_parser("run", help="run a search locally (jobflow, on this machine)")
     run.add_argument("config", help="search configuration (YAML)")
     _store_options(run, "write")
     run.add_argument(
@@ -539,6 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a new run even if the store holds "
         "an unfinished run of this search, or one that stopped at a lower "
         "analysis.max_cycles (default: resume or continue it)",
+    )
+    run.add_argument(
+        "-p",
+        "--processes",
+        type=_positive,
+        metavar="N",
+        help="worker processes that train ensemble members and relax shards side by side "
+        "(default: CRYSAL_PROCESSES, else the cores available over CRYSAL_TORCH_THREADS)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="show jobflow's job log")
     run.set_defaults(func=cmd_run)
@@ -613,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``crysal``."""
-    _quiet_libraries()
+    quiet_libraries()
     args = build_parser().parse_args(argv)
     from crysal_flows.config import ConfigError
     from crysal_flows.oracles import OracleUnavailableError

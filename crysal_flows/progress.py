@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "quiet_libraries", "setup_logging"]
 
 logger = logging.getLogger("crysal_flows")
 
@@ -60,3 +60,28 @@ class Progress:
             f"{self.what}: {self._done}/{self.total} {self.unit} after {elapsed:.0f} s "
             f"({rate:.2g} {self.unit}/s, about {left:.0f} s left)"
         )
+
+
+def quiet_libraries() -> None:
+    """Keep third-party warnings that say nothing to a user out of the output."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*TorchScript.*")
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", module="pyxtal")
+    warnings.filterwarnings("ignore", module="spglib")
+    # CHGNet (a prior or oracle) converts a tensor that requires grad on every call
+    warnings.filterwarnings("ignore", message=".*Converting a tensor with requires_grad=True.*")
+
+
+def setup_logging(verbose: bool) -> None:
+    """Send this package's lines to stdout with the time; jobflow's own only with ``verbose``."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger("crysal_flows")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    logging.getLogger("jobflow").setLevel(logging.INFO if verbose else logging.ERROR)

@@ -73,6 +73,13 @@ class CrysalSettings(BaseSettings):
         description="Torch threads per process. One is fastest on small CPU nodes that "
         "run other work beside it.",
     )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes of 'crysal run' that train ensemble members and relax "
+        "shards side by side (--processes overrides it). Default: the cores this process may "
+        "use, divided by torch_threads.",
+    )
     device: str = Field("cpu", description="Torch device for training and relaxation (cpu, cuda).")
     store: str = Field(
         "crysal_store",

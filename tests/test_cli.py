@@ -151,3 +151,44 @@ def test_run_into_the_configured_jobstore(tmp_path):
     # run again: the finished run is recognised in the JobStore's own run records
     again = crysal("run", str(cfg), "--jobstore", env=env)
     assert again.returncode == 0 and "crysal: search tiny-js" in again.stdout
+
+
+@pytest.mark.slow
+def test_side_by_side_run_writes_what_one_after_another_writes(tmp_path):
+    """``crysal run -p 2`` trains members and relaxes shards in two worker processes; the
+    store ends up with the same jobs and the same search as ``-p 1`` (jobflow's run_locally)."""
+    from crysal_flows.store import local_store
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(ONE_CYCLE))
+    runs = {}
+    for n in ("1", "2"):
+        out = crysal("run", str(cfg), "--store", str(tmp_path / n), "-p", n)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[n] = out.stdout
+        # the workers' progress lines reach the terminal too
+        assert "cycle 0: member 2 trained on 7 structures" in out.stdout
+        assert "cycle 0: relax shard 2/2: 4/4 candidates" in out.stdout
+    assert "run in up to 2 processes side by side" in runs["2"]
+    assert "side by side" not in runs["1"]
+
+    def written(n: str) -> tuple[list, dict]:
+        js = local_store(tmp_path / n, create=False)
+        js.connect()
+        steps = sorted(d["metadata"]["crysal_step"] for d in js.query({}))
+        (report,) = [d["output"] for d in js.query({"metadata.crysal_step": "report"}, load=True)]
+        return steps, report
+
+    (steps1, one), (steps2, two) = written("1"), written("2")
+    assert steps1 == steps2 and steps2.count("train_member") == 2
+    assert two["oracle_single_points"] == one["oracle_single_points"] == 8
+    # the same models relaxed the same candidates to the same minima
+    assert [m["energy_per_atom"] for m in two["minima"]] == pytest.approx(
+        [m["energy_per_atom"] for m in one["minima"]], abs=1e-6
+    )
+    assert [m["predicted_energy_per_atom"] for m in two["minima"]] == pytest.approx(
+        [m["predicted_energy_per_atom"] for m in one["minima"]], abs=1e-6
+    )
+
+    bad = crysal("run", str(cfg), "--store", str(tmp_path / "3"), "-p", "0")
+    assert bad.returncode == 2 and "at least 1, not '0'" in bad.stderr

@@ -12,7 +12,9 @@ from jobflow.managers.fireworks import flow_to_workflow
 from crysal_flows.config import load_config
 from crysal_flows.flows import CrystalSearchMaker, CycleMaker
 from crysal_flows.labelling.jobs import collect_labels
+from crysal_flows.local import run_flow
 from crysal_flows.relaxation.jobs import merge_shards, shard_indices
+from crysal_flows.store import local_store
 from crysal_flows.training.jobs import gather_ensemble
 from crysal_flows.validation.jobs import make_report
 
@@ -50,9 +52,16 @@ def test_gather_jobs_tolerate_missing_parents_on_the_job_and_in_fireworks():
 
 
 @pytest.mark.slow
-def test_failed_member_shard_and_validation_jobs_do_not_stop_the_search(memory_store):
+@pytest.mark.parametrize("side_by_side", [False, True], ids=["run_locally", "two_processes"])
+def test_failed_member_shard_and_validation_jobs_do_not_stop_the_search(
+    memory_store, tmp_path, side_by_side
+):
     cfg, flow = faulty_search(FAULTY)
-    run_locally(flow, store=memory_store, log=False)
+    if side_by_side:  # crysal run's runner: the failing member and shard raise in a worker
+        memory_store = local_store(tmp_path / "store")
+        run_flow(flow, store=memory_store, processes=2)
+    else:
+        run_locally(flow, store=memory_store, log=False)
 
     def outputs(step: str) -> list[dict]:
         docs = memory_store.query({"metadata.crysal_step": step}, load=True)
