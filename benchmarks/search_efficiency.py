@@ -2,7 +2,8 @@
 
 For each system and seed, in one run:
 
-1. the active-learning search (``CrystalSearchMaker`` with ``run_locally``, as ``crysal run``);
+1. the active-learning search (``CrystalSearchMaker``, run as ``crysal run`` runs it: members and
+   shards side by side in ``--processes`` worker processes; the result does not depend on it);
 2. the random-structure-search baseline on the *same* pool (the search's cycle-0 pool, same
    generator, same seed): a random subset of ``--baseline-size`` candidates (48; 0: all) is
    relaxed with the oracle (BFGS on positions and cell, as the search's validation), counting
@@ -150,18 +151,18 @@ def prior_search_config(cfg: dict, prior: str, changes: dict | None = None) -> d
 
 def run_search(cfg: dict, store_dir: Path) -> tuple[dict, list[dict], float]:
     """The active-learning search, as ``crysal run`` runs it; its report, summaries, wall time."""
-    from jobflow import run_locally
-
     from crysal_flows.config import load_config
     from crysal_flows.flows import CrystalSearchMaker
+    from crysal_flows.local import run_flow
     from crysal_flows.store import local_store
 
     config = load_config(cfg)
     store = local_store(store_dir)
     t0 = time.perf_counter()
-    run_locally(
+    run_flow(
         CrystalSearchMaker(config=config).make(),
         store=store,
+        processes=PROCESSES,
         ensure_success=True,
         log=False,
         root_dir=str(store_dir / "jobs"),
@@ -338,6 +339,8 @@ def relax_and_validate(
         "seconds": time.perf_counter() - t0,
     }
 
+
+PROCESSES = 1  # worker processes of the search (--processes)
 
 METHODS = {  # key: (label, colour)
     "random": ("random structure search (expected cost)", "#e6ab02"),
@@ -973,6 +976,13 @@ def main() -> None:
     )
     ap.add_argument("--out", default="benchmark_results", help="output directory")
     ap.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes that train members and relax shards side by side (default: "
+        "the cores available; 1 beside another benchmark)",
+    )
+    ap.add_argument(
         "--prior",
         choices=["chgnet", "sevennet"],
         help="also the universal-potential "
@@ -1017,6 +1027,10 @@ def main() -> None:
         "to --out",
     )
     args = ap.parse_args()
+    global PROCESSES
+    from crysal_flows.local import default_processes
+
+    PROCESSES = args.processes or default_processes()
     args.set = {k: v for d in (args.set or []) for k, v in d.items()}
     args.prior_set = {k: v for d in (args.prior_set or []) for k, v in d.items()}
     if args.prior and args.prior == args.oracle:

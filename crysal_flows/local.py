@@ -23,6 +23,7 @@ import traceback
 from collections import defaultdict
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from jobflow import Flow, Job, JobStore, Response
@@ -61,18 +62,34 @@ def shareable(store: JobStore) -> bool:
 
 
 def run_flow(
-    flow: Flow | Job, store: JobStore, processes: int = 1, log: bool = False
+    flow: Flow | Job,
+    store: JobStore,
+    processes: int = 1,
+    log: bool = False,
+    ensure_success: bool = False,
+    root_dir: str | Path | None = None,
 ) -> dict[str, dict[int, Response]]:
     """Run ``flow`` to its end, like jobflow's ``run_locally``, with up to ``processes`` workers.
 
+    ``ensure_success`` and ``root_dir`` (the directory the jobs run in) are ``run_locally``'s.
     Returns the responses of the jobs the parent ran, as ``{uuid: {index: response}}`` (a
     worker's response comes back without its output, which is in the store).
     """
     from jobflow import run_locally
+    from monty.os import cd
 
     if processes <= 1 or not shareable(store):
-        return run_locally(flow, store=store, log=log)
-    return _Runner(store, processes, log).run(flow)
+        return run_locally(
+            flow, store=store, log=log, ensure_success=ensure_success, root_dir=root_dir
+        )
+    root = Path.cwd() if root_dir is None else Path(root_dir).resolve()
+    root.mkdir(exist_ok=True)
+    runner = _Runner(store, processes, log)
+    with cd(root):  # the workers start here too
+        responses = runner.run(flow)
+    if ensure_success and not runner.finished:
+        raise RuntimeError("Flow did not finish running successfully")
+    return responses
 
 
 class _Runner:
@@ -85,6 +102,7 @@ class _Runner:
         self.responses: dict[str, dict[int, Response]] = defaultdict(dict)
         self.stop_jobflow = False
         self._pool: ProcessPoolExecutor | None = None
+        self.finished = False  # every job ran and succeeded
         self._store_json = _to_json(store)  # how a worker opens the same store
 
     def run(self, flow: Flow | Job) -> dict[str, dict[int, Response]]:
@@ -97,7 +115,7 @@ class _Runner:
         flow = get_flow(flow)
         logger.info("Started executing jobs locally")
         try:
-            self._run(flow)
+            self.finished = self._run(flow)
         except BaseException:  # Ctrl-C: the workers' jobs stop too, their results are lost
             self._close(kill=True)
             raise
