@@ -628,6 +628,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        hint = ""
+        if args.command == "run":
+            hint = (
+                "; run the same command again to resume it ('crysal status' shows where it stands)"
+            )
+        print(f"\ncrysal: interrupted{hint}", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the reader went away (``crysal results --json | head``): not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)

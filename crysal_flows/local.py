@@ -21,8 +21,10 @@ import logging
 import os
 import traceback
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +187,8 @@ class _Runner:
             if not run:
                 results[i] = (None, stopped)
                 continue
-            futures[i] = self._workers().submit(_work, _to_json(job), self._store_json)
+            with _sigint_ignored():  # a worker started now ignores Ctrl-C from its birth
+                futures[i] = self._workers().submit(_work, _to_json(job), self._store_json)
         finished = {}
         for i, future in futures.items():
             try:
@@ -255,6 +258,26 @@ class _Runner:
         return self._pool
 
 
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process meanwhile, and so in the processes it starts.
+
+    Ctrl-C reaches every process of the terminal's foreground group; the parent handles it and
+    stops the workers, so a worker must not raise KeyboardInterrupt, not even while it imports.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _parallel(job: Job) -> bool:
     return (job.metadata or {}).get("crysal_step") in PARALLEL_STEPS
 
@@ -297,7 +320,7 @@ def _start_worker(log: bool) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already ignored since its start; stays so
     from crysal_flows.progress import quiet_libraries, setup_logging
     from crysal_flows.settings import apply_torch_settings
 

@@ -192,3 +192,55 @@ def test_side_by_side_run_writes_what_one_after_another_writes(tmp_path):
 
     bad = crysal("run", str(cfg), "--store", str(tmp_path / "3"), "-p", "0")
     assert bad.returncode == 2 and "at least 1, not '0'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
+    """Ctrl-C while two members train in worker processes: a clear line, no traceback, and no
+    worker left running (test_search.py resumes a killed run)."""
+    import os
+    import signal
+    import time
+
+    cfg = tmp_path / "long.yaml"
+    long_training = {**ONE_CYCLE["training"], "epochs": 400, "min_steps": 4000}
+    cfg.write_text(yaml.safe_dump({**ONE_CYCLE, "training": long_training}))
+    store = str(tmp_path / "s")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", store, "-p", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    for line in proc.stdout:
+        if "cycle 0: oracle labels" in line:  # the members' training starts next
+            break
+    workers: list[int] = []
+    for _ in range(60):
+        time.sleep(1)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [  # the worker processes, not multiprocessing's resource tracker
+            int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        if len(workers) >= 2:
+            break
+    assert len(workers) >= 2, "no worker processes started"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "crysal: interrupted; run the same command again to resume it" in err
+    assert "Traceback" not in err
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        return state != "Z"
+
+    for _ in range(20):
+        if not any(alive(w) for w in workers):
+            break
+        time.sleep(0.5)
+    assert not any(alive(w) for w in workers), "a worker outlived the run"
