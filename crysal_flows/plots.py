@@ -72,32 +72,57 @@ def _oracle_curve(run: RunView) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
+#: the pool-energy panel of cycles.png shows at most this many eV/atom above the lowest energy
+ENERGY_VIEW = 1.5
+ENERGY_HOLE = 1.0  # eV/atom under the oracle energies or the pools' 5th percentiles: a model's hole
+
+
 def _references(run: RunView) -> dict[str, float]:
     """Return the report's oracle-relaxed reference energies (eV/atom) that were computed."""
     refs = (run.report or {}).get("references") or {}
     return {label: e for label, e in refs.items() if e is not None}
 
 
+def energy_view(ml: list[float], oracle: list[float]) -> tuple[float, float, float | None] | None:
+    """Return the bottom and top of energy.png's axis, and the ML estimate left below it.
+
+    ``ml`` are the ensemble's best pool energies per cycle, ``oracle`` the oracle energies that
+    must show (the labels after the first cycle, the best minimum, the references). An ML
+    estimate more than ``ENERGY_HOLE`` below every oracle energy sits in a hole of an early
+    ensemble (an Al4O6 cycle 0 at -13.5 eV/atom, 5.7 below corundum): it is left off the axis,
+    which would otherwise squash every other point, and returned (the lowest, else None).
+    """
+    ml = [v for v in ml if math.isfinite(v)]
+    oracle = [v for v in oracle if math.isfinite(v)]
+    floor = min(oracle) - ENERGY_HOLE if oracle else -math.inf
+    hole = min((v for v in ml if v < floor), default=None)
+    values = [v for v in ml if v >= floor] + oracle
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    pad = max(0.08 * (high - low), 0.02)
+    return low - 2 * pad, high + 2.5 * pad, hole  # room above for the point labels
+
+
 def _focus_energy_axis(
-    ax: Any, run: RunView, xs: list[int], ys: list[float], ml: list[float]
+    ax: Any, run: RunView, xs: list[int], ys: list[float], cyc: list[tuple[int, float]]
 ) -> None:
     """Limit the energy axis to where the search is decided, from the first cycle's end down.
 
     The first random labels lie eV/atom above everything that follows and would squash it; the
-    curve above the limit is clipped, with an arrow and its highest value written.
+    curve above the limit is clipped, with an arrow and its highest value written. An early
+    ensemble's hole below it (see :func:`energy_view`) is written at the bottom.
     """
     r = run.report or {}
     refs = list(_references(run).values())
     minima = [m["energy_per_atom"] for m in (r.get("minima") or [])[:1]]
     first = run.summaries[0]["oracle_single_points"] if run.summaries else 0
     later = [y for x, y in zip(xs, ys, strict=True) if x >= first]
-    values = [v for v in (*ml, *minima, *refs, *later) if math.isfinite(v)]
-    if not values or not ys:
+    view = energy_view([y for _, y in cyc], [*minima, *refs, *later])
+    if view is None or not ys:
         return
-    low, high = min(values), max(values)
-    pad = max(0.08 * (high - low), 0.02)
-    top = high + 2.5 * pad  # room for the point labels
-    ax.set_ylim(low - 2 * pad, top)
+    bottom, top, hole = view
+    ax.set_ylim(bottom, top)
     if max(ys) > top:
         ax.annotate(
             f"↑ the first labels, up to {max(ys):+.2f} eV/atom",
@@ -106,6 +131,18 @@ def _focus_energy_axis(
             xytext=(6, -12),
             fontsize=8,
             color="#777777",
+        )
+    if hole is not None:
+        i = next(i for i, (_, y) in enumerate(cyc) if y == hole)
+        cycle = [s for s in run.summaries if s.get("best_energy_per_atom") is not None][i]["cycle"]
+        ax.annotate(
+            f"↓ c{cycle}: {hole:.2f} eV/atom (ML)",
+            (cyc[i][0], bottom),
+            textcoords="offset points",
+            xytext=(-2, 4),
+            ha="right",  # left of the dashed line, which falls to it from the next cycle
+            fontsize=8,
+            color=ML,
         )
 
 
@@ -179,7 +216,7 @@ def plot_energy(run: RunView, path: Path) -> Path:
             fontsize=9,
             color="#777777",
         )
-    _focus_energy_axis(ax, run, xs, ys, [y for _, y in cyc])
+    _focus_energy_axis(ax, run, xs, ys, cyc)
     ax.set_xlabel("oracle calls (single points, then validation steps)")
     ax.set_ylabel("energy (eV/atom)")
     ax.set_title(_title(run))
@@ -190,11 +227,6 @@ def plot_energy(run: RunView, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-#: the pool-energy panel of cycles.png shows at most this many eV/atom above the lowest energy
-ENERGY_VIEW = 1.5
-ENERGY_HOLE = 1.0  # eV/atom below the pools' 5th percentiles and the references: a model's hole
 
 
 def pool_energy_view(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from crysal_flows.plots import ENERGY_HOLE, pool_energy_view
+from crysal_flows.plots import ENERGY_HOLE, energy_view, pool_energy_view
 
 
 def _q(lowest, p5=-7.6, p25=-7.1, p75=-6.6):
@@ -26,3 +26,14 @@ def test_pool_energy_axis_ignores_a_hole_of_the_ensemble():
     deep = -7.6 - ENERGY_HOLE + 0.05
     low, _ = pool_energy_view([_q(deep)], [])
     assert low == pytest.approx(deep)
+
+
+def test_energy_axis_leaves_out_a_hole_of_an_early_ensemble():
+    """energy.png: the same cycle-0 hole as above would squash the oracle's curve and the later
+    cycles' estimates into a line; it is left off the axis and returned, to be written there."""
+    bottom, top, hole = energy_view([-13.55, -7.66, -7.74], [-7.86, -7.2, -7.5])
+    assert hole == pytest.approx(-13.55)
+    assert -8.1 < bottom < -7.86 and top > -7.2
+    # an estimate within ENERGY_HOLE below the oracle's energies stays on the axis
+    bottom, _, hole = energy_view([-7.86 - ENERGY_HOLE + 0.05], [-7.86])
+    assert hole is None and bottom < -7.86 - ENERGY_HOLE + 0.05
