@@ -141,13 +141,8 @@ class _Runner:
                 batch = [(job, parents)]
             done = {j.uuid for j, _ in batch}
             pending = [(j, p) for j, p in pending if j.uuid not in done]
-            if len(batch) == 1:
-                response, stopped = self._run_job(job, parents)
-                bad = bad or response is None
-                if stopped:
-                    return False
-                continue
-            for response, stopped in self._run_batch(batch):
+            outcomes = [self._run_job(job, parents)] if len(batch) == 1 else self._run_batch(batch)
+            for response, stopped in outcomes:
                 bad = bad or response is None
                 if stopped:
                     return False
