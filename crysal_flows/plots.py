@@ -155,11 +155,8 @@ def plot_energy(run: RunView, path: Path) -> Path:
         ax.step(
             xs, ys, where="post", color=ORACLE, lw=2, label="lowest oracle energy among the labels"
         )
-    cyc = [
-        (s["oracle_single_points"], s["best_energy_per_atom"])
-        for s in run.summaries
-        if s.get("best_energy_per_atom") is not None
-    ]
+    shown = [s for s in run.summaries if s.get("best_energy_per_atom") is not None]
+    cyc = [(s["oracle_single_points"], s["best_energy_per_atom"]) for s in shown]
     if cyc:
         ax.plot(
             *zip(*cyc, strict=True),
@@ -170,7 +167,7 @@ def plot_energy(run: RunView, path: Path) -> Path:
             ms=8,
             label="best ensemble energy in the pool (ML estimate), per cycle",
         )
-        for (x, y), s in zip(cyc, run.summaries, strict=False):
+        for (x, y), s in zip(cyc, shown, strict=True):
             ax.annotate(
                 f"c{s['cycle']}",
                 (x, y),
