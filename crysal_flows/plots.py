@@ -105,7 +105,7 @@ def energy_view(ml: list[float], oracle: list[float]) -> tuple[float, float, flo
 
 
 def _focus_energy_axis(
-    ax: Any, run: RunView, xs: list[int], ys: list[float], cyc: list[tuple[int, float]]
+    ax: Any, run: RunView, xs: list[int], ys: list[float], shown: list[dict[str, Any]]
 ) -> None:
     """Limit the energy axis to where the search is decided, from the first cycle's end down.
 
@@ -118,7 +118,7 @@ def _focus_energy_axis(
     minima = [m["energy_per_atom"] for m in (r.get("minima") or [])[:1]]
     first = run.summaries[0]["oracle_single_points"] if run.summaries else 0
     later = [y for x, y in zip(xs, ys, strict=True) if x >= first]
-    view = energy_view([y for _, y in cyc], [*minima, *refs, *later])
+    view = energy_view([c["best_energy_per_atom"] for c in shown], [*minima, *refs, *later])
     if view is None or not ys:
         return
     bottom, top, hole = view
@@ -133,11 +133,10 @@ def _focus_energy_axis(
             color="#777777",
         )
     if hole is not None:
-        i = next(i for i, (_, y) in enumerate(cyc) if y == hole)
-        cycle = [s for s in run.summaries if s.get("best_energy_per_atom") is not None][i]["cycle"]
+        deepest = next(c for c in shown if c["best_energy_per_atom"] == hole)
         ax.annotate(
-            f"↓ c{cycle}: {hole:.2f} eV/atom (ML)",
-            (cyc[i][0], bottom),
+            f"↓ c{deepest['cycle']}: {hole:.2f} eV/atom (ML)",
+            (deepest["oracle_single_points"], bottom),
             textcoords="offset points",
             xytext=(-2, 4),
             ha="right",  # left of the dashed line, which falls to it from the next cycle
@@ -213,7 +212,7 @@ def plot_energy(run: RunView, path: Path) -> Path:
             fontsize=9,
             color="#777777",
         )
-    _focus_energy_axis(ax, run, xs, ys, cyc)
+    _focus_energy_axis(ax, run, xs, ys, shown)
     ax.set_xlabel("oracle calls (single points, then validation steps)")
     ax.set_ylabel("energy (eV/atom)")
     ax.set_title(_title(run))
