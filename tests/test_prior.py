@@ -132,28 +132,47 @@ def test_members_learn_the_difference_to_the_prior(mace_file, si_frames):
     assert rmse_both < 0.7 * rmse_prior, (rmse_both, rmse_prior)
 
 
-def test_packaged_priors_match_their_calculators():
-    """CHGNet and SevenNet-0, whose weights ship with their packages, on a Si16 cell."""
+def test_packaged_priors_match_their_calculators(monkeypatch):
+    """CHGNet and SevenNet-0, whose weights ship with their packages, evaluated in batches (two
+    per model call here, so the last batch is short) on three different Si16 cells, against their
+    own ASE calculators one cell at a time."""
     from ase.build import bulk
+    from sevenn.sevennet_calculator import SevenNetCalculator
 
-    atoms = bulk("Si", "diamond", a=5.45, cubic=True).repeat((2, 1, 1))
-    atoms.rattle(0.05, seed=3)
-    chgnet = get_prior(PriorConfig(kind="chgnet")).predict([atoms])
     from crysal_flows.config import OracleConfig
+    from crysal_flows.models import prior as prior_module
     from crysal_flows.oracles import get_oracle
     from crysal_flows.utils import atoms_to_structure
 
-    sp = get_oracle(OracleConfig(kind="chgnet")).single_point(atoms_to_structure(atoms))
-    assert chgnet.energy[0] == pytest.approx(sp.energy, abs=1e-4)
-    np.testing.assert_allclose(chgnet.stress[0], sp.stress, atol=1e-6)
-    seven = get_prior(PriorConfig(kind="sevennet")).predict([atoms])
-    from sevenn.sevennet_calculator import SevenNetCalculator
-
-    a = atoms.copy()
-    a.calc = SevenNetCalculator("7net-0", device="cpu")
-    assert seven.energy[0] == pytest.approx(a.get_potential_energy(), abs=1e-4)
-    assert -5.5 < seven.energy[0] / 16 < -5.0  # a physical silicon energy per atom
-    np.testing.assert_allclose(seven.forces[0], a.get_forces(), atol=1e-5)
+    monkeypatch.setattr(prior_module, "BATCH_SIZE", 2)
+    cells = []
+    for k, strain in enumerate((0.0, 0.04, -0.03)):
+        atoms = bulk("Si", "diamond", a=5.45, cubic=True).repeat((2, 1, 1))
+        atoms.rattle(0.05 + 0.05 * k, seed=3 + k)
+        atoms.set_cell(
+            atoms.cell @ (np.eye(3) + strain * np.array([[1, 0.3, 0], [0, 0, 0], [0, 0, -1]])),
+            scale_atoms=True,
+        )
+        cells.append(atoms)
+    chgnet = get_prior(PriorConfig(kind="chgnet")).predict(cells)
+    seven = get_prior(PriorConfig(kind="sevennet")).predict(cells)
+    assert chgnet.forces.shape == seven.forces.shape == (3, 16, 3)
+    oracle = get_oracle(OracleConfig(kind="chgnet"))
+    calc = SevenNetCalculator("7net-0", device="cpu")
+    for k, atoms in enumerate(cells):
+        sp = oracle.single_point(atoms_to_structure(atoms))
+        assert chgnet.energy[k] == pytest.approx(sp.energy, abs=1e-3)
+        np.testing.assert_allclose(chgnet.forces[k], sp.forces, atol=1e-4)
+        np.testing.assert_allclose(chgnet.stress[k], sp.stress, atol=1e-5)
+        a = atoms.copy()
+        a.calc = calc
+        assert seven.energy[k] == pytest.approx(a.get_potential_energy(), abs=1e-3)
+        assert -5.5 < seven.energy[k] / 16 < -5.0  # a physical silicon energy per atom
+        np.testing.assert_allclose(seven.forces[k], a.get_forces(), atol=1e-4)
+        np.testing.assert_allclose(seven.stress[k], a.get_stress(voigt=False), atol=1e-5)
+    # the strained cells are under stress, in both, with the same sign
+    assert np.abs(seven.stress[1]).max() > 1e-3
+    assert np.sign(seven.stress[1][0, 0]) == np.sign(chgnet.stress[1][0, 0])
 
 
 @pytest.mark.slow
