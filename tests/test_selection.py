@@ -173,3 +173,61 @@ def test_the_lowest_minima_are_labelled_whatever_the_spread_elsewhere(si_frames)
         pool, None, 3, cfg.model_copy(update={"minima_fraction": 0}), seed=1
     )
     assert 1 not in {s.source_index for s in doc.structures}
+
+
+def test_a_minimum_unlike_every_label_is_labelled(si_frames):
+    """A converged minimum unlike every structure labelled so far gets a label even where the
+    ensemble ranks it too high for the score to reach: there the members' agreement says
+    nothing (diamond Si16 sat converged at rank 116 of 192, 0.37 eV/atom too high)."""
+    from ase.build import bulk
+
+    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+    from crysal_flows.utils import atoms_to_structure
+
+    pool = _pool(si_frames)
+    cands = list(pool.candidates)
+    diamond = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
+    cands[9] = cands[9].model_copy(update={"structure": diamond, "energy_per_atom": -4.02})
+    pool = pool.model_copy(update={"candidates": cands})
+    labels = [  # every other candidate's structure was labelled before
+        LabelDocument(
+            structure=c.structure,
+            oracle="sw",
+            cycle=1,
+            source_index=c.index,
+            success=True,
+            energy=-30.0,
+        )
+        for c in pool.candidates
+        if c.index != 9
+    ]
+    ts = TrainingSetDocument(
+        cycle=1,
+        labels=labels,
+        n_new=len(labels),
+        n_new_failed=0,
+        n_attempted_total=len(labels),
+        n_failed_total=0,
+    )
+    cfg = SelectionConfig(
+        n_labels=8,
+        stuck_fraction=0,
+        random_fraction=0,
+        novelty_fraction=0.125,
+        min_fingerprint_distance=0,
+    )
+    doc = select_structures.original(pool, None, 2, cfg, seed=1, training_set=ts)
+    reasons = {s.source_index: s.reason for s in doc.structures}
+    assert reasons[9] == "novel" and list(reasons.values()).count("novel") == 1
+    assert reasons[1] == reasons[2] == "minimum"
+    # without the reservation the score never reaches it: seven candidates rank lower
+    off = cfg.model_copy(update={"novelty_fraction": 0})
+    doc = select_structures.original(pool, None, 2, off, seed=1, training_set=ts)
+    assert 9 not in {s.source_index for s in doc.structures}
+    # and only near the low-energy end: 0.4 eV/atom above the best is outside novelty_window
+    cands[9] = cands[9].model_copy(update={"energy_per_atom": -3.89})
+    pool = pool.model_copy(update={"candidates": cands})
+    doc = select_structures.original(pool, None, 2, cfg, seed=1, training_set=ts)
+    assert 9 not in {s.source_index for s in doc.structures}
+    # and every other minimum in the window was labelled: no novel pick, the score takes it
+    assert "novel" not in {s.reason for s in doc.structures} and len(doc.structures) == 8

@@ -240,7 +240,7 @@ def with_prior(labels: list[LabelDocument], prior: PriorConfig) -> list[LabelDoc
 
 #: labels picked by their candidates' scores, the low-energy end of the pool (not random picks,
 #: nor candidates labelled because they were stuck): the stopping rule's prediction error is theirs
-SCORE_RANKED = ("minimum", "score", "uncertain")
+SCORE_RANKED = ("minimum", "novel", "score", "uncertain")
 
 
 @crysal_job(data="labels", schema=TrainingSetDocument)

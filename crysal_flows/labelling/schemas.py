@@ -16,7 +16,7 @@ class LabelDocument(BaseModel):
     cycle: int = Field(..., description="Cycle that selected the structure.")
     source_index: int | None = Field(None, description="Pool index of the candidate it came from.")
     reason: str = Field(
-        "", description="Why it was selected: random, minimum, score, uncertain or stuck."
+        "", description="Why it was selected: random, minimum, novel, score, uncertain or stuck."
     )
     success: bool = Field(..., description="Whether the label is usable for training.")
     error: str | None = Field(None, description="Why the label failed, if it did.")
@@ -81,7 +81,8 @@ class TrainingSetDocument(BaseModel):
     prediction_mae: float | None = Field(
         None,
         description="MAE (eV/atom) of the previous ensemble on this cycle's score-ranked "
-        "labels (reasons minimum, score and uncertain: the low-energy end, not random or stuck "
+        "labels (reasons minimum, novel, score and uncertain: the low-energy end, not random or "
+        "stuck "
         "picks). "
         "In cycle 0 on a prior, after removing prediction_offset.",
     )

@@ -55,6 +55,7 @@ def _pick(
     rng: np.random.Generator,
     n: int,
     labelled: set[int] | None = None,
+    label_prints: np.ndarray | None = None,
 ) -> list[tuple[Candidate, str, float | None]]:
     cands = pool.candidates
     # random picks while the pool was never relaxed (cycle 0, unless a prior relaxed it)
@@ -71,6 +72,7 @@ def _pick(
     n_random = round(config.random_fraction * n)
     n_stuck = round(config.stuck_fraction * n)
     n_minima = round(config.minima_fraction * n)
+    n_novel = round(config.novelty_fraction * n) if label_prints is not None else 0
 
     def score(c: Candidate) -> float:
         return c.energy_per_atom - config.kappa * min(c.sigma_force or 0.0, config.max_sigma)
@@ -114,6 +116,29 @@ def _pick(
     # the lowest minima, one per structure: where validation looks, labelled every cycle
     lowest = sorted(usable, key=lambda c: c.energy_per_atom)
     take(lowest, min(len(chosen) + n_minima, n - n_random), why="minimum")
+    # novel minima: converged near the low-energy end, farthest from every label so far
+    if n_novel and label_prints is not None and len(label_prints):
+        near_best = [
+            c
+            for c in usable
+            if c.status == CandidateStatus.CONVERGED
+            and c.energy_per_atom <= best + config.novelty_window
+            and c.index not in taken
+        ]
+        distance = {
+            c.index: float(
+                np.linalg.norm(
+                    label_prints - fingerprint(structure_to_atoms(_label_source(c))), axis=1
+                ).min()
+            )
+            for c in near_best
+        }
+        # a label within min_fingerprint_distance is the same structure: nothing new there
+        novel = sorted(
+            (c for c in near_best if distance[c.index] > config.min_fingerprint_distance),
+            key=lambda c: -distance[c.index],
+        )
+        take(novel, min(len(chosen) + n_novel, n - n_random), why="novel")
     take(scored, n - n_random)
     rest = [c for c in cands if c.index not in taken]
     n_more = min(n - len(chosen), len(rest))
@@ -140,7 +165,12 @@ def select_structures(
     rng = np.random.default_rng([seed, cycle, 7])
     n = config.n_labels if cycle > 0 else (config.n_labels_first or config.n_labels)
     labelled = {lab.source_index for lab in training_set.labels} if training_set else set()
-    picks = _pick(pool, config, cycle, rng, n, labelled)
+    label_prints = (
+        np.array([fingerprint(structure_to_atoms(lab.structure)) for lab in training_set.labels])
+        if training_set and training_set.labels
+        else None
+    )
+    picks = _pick(pool, config, cycle, rng, n, labelled, label_prints)
     rattle = config.rattle * config.rattle_decay**cycle
     atoms = [
         perturb(structure_to_atoms(_label_source(c)), rng, rattle, config.strain)
@@ -165,7 +195,7 @@ def select_structures(
     ]
     counts = {
         r: sum(s.reason == r for s in structures)
-        for r in ("minimum", "score", "uncertain", "stuck", "random")
+        for r in ("minimum", "novel", "score", "uncertain", "stuck", "random")
     }
     logger.info(
         "cycle %d: selected %d structures to label %s (rattle %.3f A)",

@@ -15,8 +15,9 @@ class SelectedStructure(BaseModel):
     source_index: int = Field(..., description="Pool index of the candidate it came from.")
     reason: str = Field(
         ...,
-        description="random, minimum (one of the pool's lowest minima), score (low LAQA "
-        "score), uncertain, or stuck (stopped as uncertain before its first step).",
+        description="random, minimum (one of the pool's lowest minima), novel (a low-energy "
+        "minimum unlike every label so far), score (low LAQA score), uncertain, or stuck "
+        "(stopped as uncertain before its first step).",
     )
     score: float | None = Field(None, description="LAQA-like score of the candidate, eV/atom.")
     predicted_energy_per_atom: float | None = Field(
