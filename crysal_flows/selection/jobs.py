@@ -72,7 +72,16 @@ def _pick(
     n_random = round(config.random_fraction * n)
     n_stuck = round(config.stuck_fraction * n)
     n_minima = round(config.minima_fraction * n)
-    n_novel = round(config.novelty_fraction * n) if label_prints is not None else 0
+    n_novel = (
+        round(config.novelty_fraction * n) if label_prints is not None and len(label_prints) else 0
+    )
+    fingerprints: dict[int, np.ndarray] = {}
+
+    def print_of(c: Candidate) -> np.ndarray:
+        """Return the fingerprint of what would be labelled, computed once per candidate."""
+        if c.index not in fingerprints:
+            fingerprints[c.index] = fingerprint(structure_to_atoms(_label_source(c)))
+        return fingerprints[c.index]
 
     def score(c: Candidate) -> float:
         return c.energy_per_atom - config.kappa * min(c.sigma_force or 0.0, config.max_sigma)
@@ -89,7 +98,7 @@ def _pick(
                 return
             if c.index in taken:
                 continue
-            fp = fingerprint(structure_to_atoms(_label_source(c)))
+            fp = print_of(c)
             near = min((np.linalg.norm(fp - p) for p in prints), default=np.inf)
             if near < config.min_fingerprint_distance:
                 continue  # near-duplicate of a better-scored pick
@@ -117,7 +126,7 @@ def _pick(
     lowest = sorted(usable, key=lambda c: c.energy_per_atom)
     take(lowest, min(len(chosen) + n_minima, n - n_random), why="minimum")
     # novel minima: converged near the low-energy end, farthest from every label so far
-    if n_novel and label_prints is not None and len(label_prints):
+    if n_novel:
         near_best = [
             c
             for c in usable
@@ -126,11 +135,7 @@ def _pick(
             and c.index not in taken
         ]
         distance = {
-            c.index: float(
-                np.linalg.norm(
-                    label_prints - fingerprint(structure_to_atoms(_label_source(c))), axis=1
-                ).min()
-            )
+            c.index: float(np.linalg.norm(label_prints - print_of(c), axis=1).min())
             for c in near_best
         }
         # a label within min_fingerprint_distance is the same structure: nothing new there
@@ -167,7 +172,7 @@ def select_structures(
     labelled = {lab.source_index for lab in training_set.labels} if training_set else set()
     label_prints = (
         np.array([fingerprint(structure_to_atoms(lab.structure)) for lab in training_set.labels])
-        if training_set and training_set.labels
+        if training_set and training_set.labels and config.novelty_fraction > 0
         else None
     )
     picks = _pick(pool, config, cycle, rng, n, labelled, label_prints)
