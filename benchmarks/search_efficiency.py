@@ -392,14 +392,19 @@ def _energy_gap_limits(ax) -> None:
 
 
 def _plain_log_axis(ax) -> None:
-    """A logarithmic x axis labelled 20, 50, 100, 200, ... instead of powers of ten."""
+    """A logarithmic x axis labelled 20, 50, 100, 200, ... instead of powers of ten; where the
+    axis spans less than a factor of 4 (all costs alike), every tick (150, 160, ...) is labelled,
+    else such an axis would show one label or none."""
     from matplotlib.ticker import FuncFormatter
+
+    def minor(x: float, _) -> str:
+        low, high = ax.get_xlim()
+        narrow = low > 0 and high / low < 4
+        return f"{x:g}" if narrow or f"{x:g}"[0] in "25" else ""
 
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(
-        FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else "")
-    )
+    ax.xaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _grey_key(label: str, **style):

@@ -77,8 +77,9 @@ def run_flow(
     Returns the responses of the jobs the parent ran, as ``{uuid: {index: response}}`` (a
     worker's response comes back without its output, which is in the store).
     """
+    from contextlib import chdir
+
     from jobflow import run_locally
-    from monty.os import cd
 
     if processes <= 1 or not shareable(store):
         return run_locally(
@@ -87,7 +88,7 @@ def run_flow(
     root = Path.cwd() if root_dir is None else Path(root_dir).resolve()
     root.mkdir(exist_ok=True)
     runner = _Runner(store, processes, log)
-    with cd(root):  # the workers start here too
+    with chdir(root):  # the workers start here too
         responses = runner.run(flow)
     if ensure_success and not runner.finished:
         raise RuntimeError("Flow did not finish running successfully")
