@@ -53,10 +53,10 @@ def _registry(args: argparse.Namespace, store: Any):
 
 
 def _reports(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from crysal_flows.store import find_reports
+    from crysal_flows.store import connect, find_reports
 
     store = _open_store(args)
-    store.connect()
+    connect(store)
     try:
         return find_reports(store)
     finally:
@@ -252,9 +252,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def _load_view(args: argparse.Namespace):
     from crysal_flows.runs import load_run
+    from crysal_flows.store import connect
 
     store = _open_store(args)
-    store.connect()
+    connect(store)
     try:
         return load_run(store, args.run), store
     except Exception:
@@ -424,14 +425,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     """Export the last ensemble of a finished run as model files (for training.init_models)."""
     from crysal_flows.models.checkpoint import export_members
-    from crysal_flows.store import last_ensemble
+    from crysal_flows.store import connect, last_ensemble
 
     runs = [r for r in _reports(args) if args.run in (r["name"], r["run_id"])]
     if not runs:
         raise LookupError(f"no finished run named {args.run!r} in {_where(args)}")
     run = runs[-1]
     store = _open_store(args)
-    store.connect()
+    connect(store)
     try:
         ensemble = last_ensemble(store, run["run_id"])
     finally:

@@ -31,6 +31,7 @@ from typing import Any
 from jobflow import Flow, Job, JobStore, Response
 
 from crysal_flows.jobs import Step
+from crysal_flows.store import connect
 
 __all__ = ["PARALLEL_STEPS", "default_processes", "run_flow", "shareable"]
 
@@ -112,7 +113,7 @@ class _Runner:
         from jobflow import initialize_logger
         from jobflow.core.flow import get_flow
 
-        self.store.connect()
+        connect(self.store)
         if self.log:
             initialize_logger()
         flow = get_flow(flow)
@@ -335,7 +336,7 @@ def _work(job_json: str, store_json: str) -> tuple[list, dict | None, str | None
     store = _STORES.get(store_json)
     if store is None:
         store = _from_json(store_json)
-        store.connect()
+        connect(store)
         _STORES[store_json] = store
     writes: list[tuple[Any, Any, Any]] = []
 

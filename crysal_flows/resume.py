@@ -46,7 +46,7 @@ from crysal_flows.analysis.stopping import StoppingRule
 from crysal_flows.config import SearchConfig
 from crysal_flows.jobs import Step
 from crysal_flows.refs import StoredOutput
-from crysal_flows.store import local_collection, step_outputs
+from crysal_flows.store import connect, local_collection, step_outputs
 
 __all__ = ["RunRecord", "RunRegistry", "process_alive", "resume_flow", "search_hash"]
 
@@ -101,7 +101,7 @@ class RunRegistry:
 
     @contextmanager
     def _runs(self) -> Iterator:
-        self._collection.connect()
+        connect(self._collection)
         try:
             yield self._collection
         finally:
@@ -200,7 +200,7 @@ def resume_flow(
 
     cfg = cycle_maker.config
     run_id = record.run_id
-    store.connect()
+    connect(store)
     summaries = [
         d["output"]
         for d in step_outputs(store, run_id, Step.ANALYSE, properties=["output"])

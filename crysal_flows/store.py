@@ -13,7 +13,14 @@ from jobflow import JobStore
 
 from crysal_flows.jobs import Step
 
-__all__ = ["find_reports", "last_ensemble", "local_collection", "local_store", "step_outputs"]
+__all__ = [
+    "connect",
+    "find_reports",
+    "last_ensemble",
+    "local_collection",
+    "local_store",
+    "step_outputs",
+]
 
 
 def local_store(path: str | Path, create: bool = True) -> JobStore:
@@ -46,6 +53,38 @@ def local_collection(path: str | Path, name: str, **kwargs):
         storage="sqlite",
         **kwargs,
     )
+
+
+def connect(store: Any) -> None:
+    """Connect a JobStore or a maggma Store, safe beside other processes opening the same files.
+
+    Every connect of an on-disk MontyStore rewrites the database's configuration files, and a
+    process that opens the database meanwhile reads them half written (montydb then fails with
+    "Empty module name" or "montydb has been config to use BSON"). Two workers of ``crysal run
+    -p 2`` open the store at the same moment, so every connect of such a database holds a lock
+    file in its directory; stores of other kinds connect as they are.
+    """
+    import fcntl
+    from contextlib import ExitStack
+
+    from maggma.stores import MontyStore
+
+    stores = [store]
+    if isinstance(store, JobStore):
+        stores = [store.docs_store, *store.additional_stores.values()]
+    paths = sorted(
+        {
+            str(Path(s.database_path).resolve())
+            for s in stores
+            if isinstance(s, MontyStore) and s.storage != "memory" and s.database_path != ":memory:"
+        }
+    )
+    with ExitStack() as held:
+        for path in paths:  # in one order, so two processes never wait on each other
+            Path(path).mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(open(Path(path) / ".crysal-connect.lock", "a"))
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        store.connect()
 
 
 def step_outputs(

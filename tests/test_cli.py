@@ -153,6 +153,39 @@ def test_run_into_the_configured_jobstore(tmp_path):
     assert again.returncode == 0 and "crysal: search tiny-js" in again.stdout
 
 
+_CONNECT_LOOP = """
+import sys
+from crysal_flows.store import connect, local_store
+errors = 0
+for _ in range(40):
+    store = local_store(sys.argv[1])
+    try:
+        connect(store)
+        store.close()
+    except Exception as err:
+        errors += 1
+        print(repr(err))
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_processes_open_one_on_disk_store_at_once(tmp_path):
+    """The workers of ``crysal run -p 2`` open the on-disk store at the same moment; every open
+    rewrites montydb's configuration files, and an open that read them half written failed
+    ("Empty module name", "montydb has been config to use BSON"): each open now holds a lock."""
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONNECT_LOOP, str(tmp_path / "db")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [(p.communicate(timeout=300)[0], p.returncode) for p in openers]
+    assert all(rc == 0 for _, rc in outs), [out[:500] for out, _ in outs]
+    assert (tmp_path / "db" / ".crysal-connect.lock").exists()
+
+
 @pytest.mark.slow
 def test_side_by_side_run_writes_what_one_after_another_writes(tmp_path):
     """``crysal run -p 2`` trains members and relaxes shards in two worker processes; the
