@@ -31,7 +31,7 @@ from typing import Any
 from jobflow import Flow, Job, JobStore, Response
 
 from crysal_flows.jobs import Step
-from crysal_flows.store import connect
+from crysal_flows.store import connect, maggma_stores
 
 __all__ = ["PARALLEL_STEPS", "default_processes", "run_flow", "shareable"]
 
@@ -55,7 +55,7 @@ def shareable(store: JobStore) -> bool:
     """Whether another process can open ``store`` from its ``as_dict`` and see the same data."""
     from maggma.stores import MemoryStore, MontyStore
 
-    for s in [store.docs_store, *store.additional_stores.values()]:
+    for s in maggma_stores(store):
         if isinstance(s, MontyStore):  # a MemoryStore too, but maybe on disk
             if s.storage == "memory":
                 return False

@@ -19,6 +19,7 @@ __all__ = [
     "last_ensemble",
     "local_collection",
     "local_store",
+    "maggma_stores",
     "step_outputs",
 ]
 
@@ -55,6 +56,13 @@ def local_collection(path: str | Path, name: str, **kwargs):
     )
 
 
+def maggma_stores(store: Any) -> list[Any]:
+    """Return the maggma Stores behind ``store``: a JobStore's documents and additional stores."""
+    if isinstance(store, JobStore):
+        return [store.docs_store, *store.additional_stores.values()]
+    return [store]
+
+
 def connect(store: Any) -> None:
     """Connect a JobStore or a maggma Store, safe beside other processes opening the same files.
 
@@ -69,13 +77,10 @@ def connect(store: Any) -> None:
 
     from maggma.stores import MontyStore
 
-    stores = [store]
-    if isinstance(store, JobStore):
-        stores = [store.docs_store, *store.additional_stores.values()]
     paths = sorted(
         {
             str(Path(s.database_path).resolve())
-            for s in stores
+            for s in maggma_stores(store)
             if isinstance(s, MontyStore) and s.storage != "memory" and s.database_path != ":memory:"
         }
     )
