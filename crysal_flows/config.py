@@ -365,6 +365,13 @@ class ValidationConfig(_Strict):
     n_structures: int = Field(5, gt=0, description="Cluster representatives relaxed by the oracle.")
     fmax: float = Field(0.05, gt=0, description="Oracle relaxation threshold, eV/A.")
     max_steps: int = Field(300, gt=0, description="Maximum oracle relaxation steps.")
+    hessian: Literal["ensemble", "default"] = Field(
+        "ensemble",
+        description="Starting Hessian of the oracle relaxations: 'ensemble', the last "
+        "ensemble's at each structure (made positive definite), which saves about half the "
+        "oracle steps; 'default', BFGS's 70 eV/A^2 times the identity. Used by the ASE-driven "
+        "oracles (stillinger_weber, chgnet, ase); cp2k and vasp relax with their own optimisers.",
+    )
 
 
 class OracleConfig(_Strict):

@@ -278,6 +278,8 @@ class CycleMaker(Maker):
                 cfg.references,
                 state.started,
                 self.workers,
+                ensemble=StoredOutput(uuid=resume.ensemble),
+                hessian=cfg.validation.hessian,
             )
             follow.name = "validate minima"
             tag(follow, Step.VALIDATE)

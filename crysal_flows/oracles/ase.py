@@ -112,8 +112,20 @@ class AseOracle(Oracle):
             stress=np.asarray(atoms.get_stress(voigt=False), dtype=float),
         )
 
-    def relax(self, structure: Structure, fmax: float, max_steps: int) -> Relaxation:
-        """BFGS on positions and cell (``FrechetCellFilter``), counting the calculator's calls."""
+    uses_hessian = True
+
+    def relax(
+        self,
+        structure: Structure,
+        fmax: float,
+        max_steps: int,
+        hessian: np.ndarray | None = None,
+    ) -> Relaxation:
+        """BFGS on positions and cell (``FrechetCellFilter``), counting the calculator's calls.
+
+        ``hessian`` replaces BFGS's starting Hessian (70 eV/A^2 times the identity), in the
+        filter's coordinates (``crysal_flows.relaxation.hessian.model_hessian``).
+        """
         from ase.filters import FrechetCellFilter
         from ase.optimize import BFGS
 
@@ -127,7 +139,14 @@ class AseOracle(Oracle):
             return original(*args, **kwargs)
 
         atoms.calc.calculate = counted
-        opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
+        filt = FrechetCellFilter(atoms)
+        opt = BFGS(filt, logfile=None, maxstep=0.2)
+        if hessian is not None:
+            hessian = np.asarray(hessian, dtype=float)
+            n = 3 * len(filt)
+            if hessian.shape != (n, n):
+                raise ValueError(f"starting Hessian of shape {hessian.shape}, expected {(n, n)}")
+            opt.H0 = hessian
         converged = bool(opt.run(fmax=fmax, steps=max_steps))
         return Relaxation(
             structure=atoms_to_structure(atoms),

@@ -55,6 +55,10 @@ class Oracle(ABC):
 
     #: whether this is a DFT code run through atomate2 and custodian (its labels take minutes)
     is_dft: bool = False
+    #: whether ``relax`` takes a starting Hessian (``hessian=``, in ``FrechetCellFilter``
+    #: coordinates; see ``crysal_flows.relaxation.hessian``): ASE-driven oracles do, DFT codes
+    #: relaxing with their own optimisers do not
+    uses_hessian: bool = False
 
     def __init__(self, config: OracleConfig) -> None:
         self.config = config
@@ -86,4 +90,7 @@ class Oracle(ABC):
 
     @abstractmethod
     def relax(self, structure: Structure, fmax: float, max_steps: int) -> Relaxation:
-        """Relax positions and cell until the largest force is below ``fmax`` (eV/A)."""
+        """Relax positions and cell until the largest force is below ``fmax`` (eV/A).
+
+        Oracles with ``uses_hessian`` also take ``hessian``, the starting Hessian (or ``None``).
+        """

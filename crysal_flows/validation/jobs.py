@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
@@ -20,7 +21,8 @@ from crysal_flows.oracles import get_oracle, oracle_identity
 from crysal_flows.refs import StoredOutput
 from crysal_flows.routing import route
 from crysal_flows.settings import WorkersConfig
-from crysal_flows.utils import atoms_to_structure, space_group
+from crysal_flows.training.schemas import EnsembleDocument
+from crysal_flows.utils import atoms_to_structure, space_group, structure_to_atoms
 from crysal_flows.validation.schemas import (
     FailedRelaxationDocument,
     MinimumDocument,
@@ -44,14 +46,28 @@ __all__ = [
 
 
 def oracle_relax(
-    structure: Structure, oracle: OracleConfig, fmax: float, max_steps: int, **meta
+    structure: Structure,
+    oracle: OracleConfig,
+    fmax: float,
+    max_steps: int,
+    hessian: Any = None,
+    **meta,
 ) -> OracleRelaxDocument:
-    """Relax positions and cell with the oracle, counting oracle calls; failures are recorded."""
+    """Relax positions and cell with the oracle, counting oracle calls; failures are recorded.
+
+    ``hessian`` (an array or nested lists, see ``crysal_flows.relaxation.hessian``) is the
+    starting Hessian, for oracles whose ``uses_hessian`` is set; others relax without it.
+    """
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
     identity = runner.identity
+    used = hessian is not None and runner.uses_hessian
+    meta["ensemble_hessian"] = used
     try:
-        result = runner.relax(structure, fmax, max_steps)
+        if used:
+            result = runner.relax(structure, fmax, max_steps, hessian=np.asarray(hessian, float))
+        else:
+            result = runner.relax(structure, fmax, max_steps)
         final, energy, calls, converged = (
             result.structure,
             result.energy,
@@ -111,13 +127,15 @@ class OracleRelaxMaker(Maker):
         cluster_rank: int | None = None,
         predicted_energy_per_atom: float | None = None,
         reference: str | None = None,
+        hessian: list[list[float]] | None = None,
     ) -> OracleRelaxDocument:
-        """Relax ``structure``; failures come back as ``success=False``."""
+        """Relax ``structure`` (from ``hessian`` if given); failures come back unsuccessful."""
         return oracle_relax(
             structure,
             self.oracle,
             self.fmax,
             self.max_steps,
+            hessian,
             source_index=source_index,
             cluster_rank=cluster_rank,
             predicted_energy_per_atom=predicted_energy_per_atom,
@@ -258,6 +276,40 @@ def make_report(
     return report
 
 
+def _starting_hessians(
+    structures: list[Structure],
+    ensemble: EnsembleDocument | dict | None,
+    hessian: str,
+    oracle: OracleConfig,
+) -> list[list[list[float]] | None]:
+    """Return the ensemble's Hessian at each structure, or ``None`` where it is not used."""
+    if hessian != "ensemble" or ensemble is None or not structures:
+        return [None] * len(structures)
+    if not get_oracle(oracle).uses_hessian:
+        logger.info("validation: the oracle relaxes with its own optimiser; no starting Hessian")
+        return [None] * len(structures)
+    from crysal_flows.models.ensemble import load_ensemble
+    from crysal_flows.relaxation.hessian import model_hessian
+
+    if isinstance(ensemble, dict):
+        ensemble = EnsembleDocument.model_validate(ensemble)
+    t0 = time.perf_counter()
+    ens = load_ensemble(ensemble)
+    out: list[list[list[float]] | None] = []
+    for s in structures:
+        try:
+            out.append(model_hessian(structure_to_atoms(s), ens).tolist())
+        except Exception as exc:  # a bad Hessian costs steps, never the relaxation
+            logger.warning("validation: no starting Hessian (%s); BFGS's default instead", exc)
+            out.append(None)
+    logger.info(
+        "validation: the ensemble's Hessian at %d structures, %.1f s",
+        len(structures),
+        time.perf_counter() - t0,
+    )
+    return out
+
+
 @crysal_job
 def validate_minima(
     pool: PoolDocument,
@@ -269,22 +321,33 @@ def validate_minima(
     references: list[ReferenceStructure],
     started: float | None = None,
     workers: WorkersConfig | None = None,
+    ensemble: EnsembleDocument | None = None,
+    hessian: str = "default",
 ) -> Response:
     """Fan out: oracle relaxations of the best clusters and of the references, then the report.
 
     Replaces itself with one oracle job per cluster representative and per reference, and the
-    report job that gathers them.
+    report job that gathers them. With ``hessian="ensemble"``, an ``ensemble`` and an oracle
+    that takes a starting Hessian, each cluster representative's relaxation starts from the
+    ensemble's Hessian at it (``crysal_flows.relaxation.hessian``), computed here.
     """
     by_index = {c.index: c for c in pool.candidates}
     jobs, picks = [], []
     chosen = summary.clusters[:n_structures]
-    for cl in chosen:
+    hessians = _starting_hessians(
+        [by_index[cl.representative].structure for cl in chosen],
+        ensemble,
+        hessian,
+        relax_maker.oracle,
+    )
+    for cl, h in zip(chosen, hessians, strict=True):
         c = by_index[cl.representative]
         j = relax_maker.make(
             c.structure,
             source_index=c.index,
             cluster_rank=cl.rank,
             predicted_energy_per_atom=c.energy_per_atom,
+            hessian=h,
         )
         j.name = f"{relax_maker.name} {cl.rank}/{len(chosen)} (validation)"
         jobs.append(j)

@@ -30,6 +30,9 @@ class OracleRelaxDocument(BaseModel):
         None, description="Ensemble energy of the initial structure, eV/atom."
     )
     seconds: float = Field(0.0, description="Wall time, s.")
+    ensemble_hessian: bool = Field(
+        False, description="Whether the relaxation started from the ensemble's Hessian."
+    )
 
 
 class MinimumDocument(BaseModel):
