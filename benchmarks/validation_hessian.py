@@ -77,6 +77,7 @@ def compare(config_path: str, store_path: str) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="config.yaml:store_dir of finished searches")
+    parser.add_argument("--plot", help="also draw the oracle calls per relaxation to this PNG")
     args = parser.parse_args()
     import torch
 
@@ -97,13 +98,13 @@ def main() -> None:
             any(r["default"]["found"] for r in rows),
             any(r["ensemble"]["found"] for r in rows),
         )
-        table.append((rows[0]["run"], d, e, found, same))
+        table.append((rows[0]["run"], d, e, found, same, rows))
     print()
     print(
         f"{'run':>18} {'default':>8} {'ensemble':>9} {'ratio':>6}  "
         "found (default/ensemble)  same minima"
     )
-    for name, d, e, found, same in table:
+    for name, d, e, found, same, _ in table:
         print(
             f"{name:>18} {d:8d} {e:9d} {e / d if d else float('nan'):6.2f}  "
             f"{'yes' if found[0] else 'no':>7}/{'yes' if found[1] else 'no':<8}         "
@@ -111,6 +112,44 @@ def main() -> None:
         )
     d, e = sum(t[1] for t in table), sum(t[2] for t in table)
     print(f"{'all':>18} {d:8d} {e:9d} {e / d if d else float('nan'):6.2f}")
+    if args.plot:
+        plot(table, args.plot)
+        print(f"written: {args.plot}")
+
+
+def plot(table: list, path: str) -> None:
+    """Oracle calls of each relaxation, default against ensemble Hessian, and each run's sums."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1, 1.6]})
+    top = 1
+    for k, (name, _, _, _, _, rows) in enumerate(table):
+        x = [r["default"]["calls"] for r in rows]
+        y = [r["ensemble"]["calls"] for r in rows]
+        ax1.scatter(x, y, s=22, color=plt.cm.tab20(k % 20), label=name, zorder=3)
+        top = max(top, *x, *y)
+    ax1.plot([0, top * 1.05], [0, top * 1.05], color="0.6", lw=1, zorder=1)
+    ax1.set_xlabel("oracle calls from BFGS's default Hessian")
+    ax1.set_ylabel("oracle calls from the ensemble's Hessian")
+    ax1.set_title("each validation relaxation (below the line: saved)", fontsize=10)
+    ax1.set_xlim(0, top * 1.05)
+    ax1.set_ylim(0, top * 1.05)
+    ax1.legend(fontsize=7, ncol=2)
+    names = [t[0] for t in table]
+    pos = range(len(table))
+    ax2.bar([p - 0.2 for p in pos], [t[1] for t in table], 0.4, label="default", color="0.65")
+    ax2.bar([p + 0.2 for p in pos], [t[2] for t in table], 0.4, label="ensemble", color="C0")
+    ax2.set_xticks(list(pos), names, rotation=45, ha="right", fontsize=8)
+    ax2.set_ylabel("validation oracle calls")
+    d, e = sum(t[1] for t in table), sum(t[2] for t in table)
+    ax2.set_title(f"per search: {d} -> {e} oracle calls in all ({e / d:.2f})", fontsize=10)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
