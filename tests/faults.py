@@ -65,9 +65,16 @@ class FailingValidationMaker(OracleRelaxMaker):
         cluster_rank=None,
         predicted_energy_per_atom=None,
         reference=None,
+        hessian=None,
     ) -> OracleRelaxDocument:
         if cluster_rank == self.fail_rank:
             raise InjectedFault(f"validation of cluster {cluster_rank} hit its walltime")
         return OracleRelaxMaker.make.original(
-            self, structure, source_index, cluster_rank, predicted_energy_per_atom, reference
+            self,
+            structure,
+            source_index,
+            cluster_rank,
+            predicted_energy_per_atom,
+            reference,
+            hessian,
         )

@@ -342,12 +342,13 @@ def validate_minima(
     )
     for cl, h in zip(chosen, hessians, strict=True):
         c = by_index[cl.representative]
+        extra = {} if h is None else {"hessian": h}  # makers of old take no Hessian
         j = relax_maker.make(
             c.structure,
             source_index=c.index,
             cluster_rank=cl.rank,
             predicted_energy_per_atom=c.energy_per_atom,
-            hessian=h,
+            **extra,
         )
         j.name = f"{relax_maker.name} {cl.rank}/{len(chosen)} (validation)"
         jobs.append(j)
