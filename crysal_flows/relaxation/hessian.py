@@ -5,10 +5,10 @@ identity) and learns the real one from the forces of each step: with a DFT oracl
 those steps is a DFT calculation. The ensemble that relaxed the candidate already knows the
 curvature of its basin, for free. Here it is evaluated by central differences of the ensemble
 mean's forces in the coordinates the oracle relaxation steps in (ASE's ``FrechetCellFilter``:
-positions and the logarithm of the cell deformation, scaled by the number of atoms), all
-displacements in one batch, and made positive definite (eigenvalues below ``floor`` raised to it,
-negative ones by their magnitude first), so the first step goes downhill whatever the models got
-wrong. On the benchmark runs it cut the validation's oracle steps by about half
+positions and the logarithm of the cell deformation, scaled by the number of atoms), the
+displaced structures in batches, and made positive definite (eigenvalues below ``floor`` raised
+to it, negative ones by their magnitude first), so the first step goes downhill whatever the
+models got wrong. On the benchmark runs it cut the validation's oracle steps by about half
 (docs/benchmarks.md, "Validation from the ensemble's Hessian").
 """
 
@@ -24,7 +24,7 @@ from crysal_flows.models.ensemble import Ensemble
 
 __all__ = ["DEFAULT_FLOOR", "model_hessian"]
 
-DEFAULT_FLOOR = 3.0  # eV/A^2; 1.0 let one Ga8As8 relaxation run away, 3-5 did not (benchmarks)
+DEFAULT_FLOOR = 3.0  # eV/A^2; at 1.0 one Ga8As8 relaxation ran to its step limit (benchmarks)
 _BATCH = 64
 
 
