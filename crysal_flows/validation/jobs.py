@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
@@ -65,7 +64,7 @@ def oracle_relax(
     meta["ensemble_hessian"] = used
     try:
         if used:
-            result = runner.relax(structure, fmax, max_steps, hessian=np.asarray(hessian, float))
+            result = runner.relax(structure, fmax, max_steps, hessian=hessian)
         else:
             result = runner.relax(structure, fmax, max_steps)
         final, energy, calls, converged = (
@@ -278,7 +277,7 @@ def make_report(
 
 def _starting_hessians(
     structures: list[Structure],
-    ensemble: EnsembleDocument | dict | None,
+    ensemble: EnsembleDocument | None,
     hessian: str,
     oracle: OracleConfig,
 ) -> list[list[list[float]] | None]:
@@ -291,8 +290,6 @@ def _starting_hessians(
     from crysal_flows.models.ensemble import load_ensemble
     from crysal_flows.relaxation.hessian import model_hessian
 
-    if isinstance(ensemble, dict):
-        ensemble = EnsembleDocument.model_validate(ensemble)
     t0 = time.perf_counter()
     ens = load_ensemble(ensemble)
     out: list[list[list[float]] | None] = []
