@@ -138,11 +138,19 @@ class SelectionConfig(_Strict):
         ge=0,
         le=1,
         description="Fraction of each later cycle's labels reserved for novel minima: "
-        "converged candidates within novelty_window of the pool's best energy whose structure "
+        "converged candidates (and, with novelty_uncertain, moved uncertain ones) within "
+        "novelty_window of the pool's best energy whose structure "
         "lies farthest, in fingerprint space, from every structure labelled so far, farthest "
         "first. Where no label resembles a minimum, the members can agree on a wrong energy for "
         "it (their spread is no warning there): diamond Si16 sat converged in the pool, 0.37 "
         "eV/atom too high at rank 116 of 192, and was never labelled.",
+    )
+    novelty_uncertain: bool = Field(
+        True,
+        description="Novel minima may also be uncertain candidates that moved before they "
+        "stopped (their last trusted frame), not only converged ones. Where most of the pool "
+        "stops as uncertain, a basin the ensemble has not learnt rarely converges: diamond "
+        "Si16's candidate stayed uncertain for five cycles and was never labelled.",
     )
     novelty_window: float = Field(
         0.3,

@@ -231,3 +231,68 @@ def test_a_minimum_unlike_every_label_is_labelled(si_frames):
     assert 9 not in {s.source_index for s in doc.structures}
     # and every other minimum in the window was labelled: no novel pick, the score takes it
     assert "novel" not in {s.reason for s in doc.structures} and len(doc.structures) == 8
+
+
+def test_a_novel_minimum_may_be_uncertain_if_it_moved(si_frames):
+    """Where most of the pool stops as uncertain, a basin the ensemble has not learnt rarely
+    converges: a candidate that moved and then stopped as uncertain is a novel pick too
+    (diamond Si16 stayed uncertain for five cycles and was never labelled); one that never
+    moved is not, and ``novelty_uncertain: false`` keeps to converged candidates."""
+    from ase.build import bulk
+
+    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+    from crysal_flows.utils import atoms_to_structure
+
+    pool = _pool(si_frames)
+    cands = list(pool.candidates)
+    diamond = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
+    cands[9] = cands[9].model_copy(
+        update={
+            "structure": diamond,
+            "energy_per_atom": -4.02,
+            "status": CandidateStatus.UNCERTAIN,
+            "steps": 17,
+            "sigma_force": 0.3,
+        }
+    )
+    pool = pool.model_copy(update={"candidates": cands})
+    labels = [
+        LabelDocument(
+            structure=c.structure,
+            oracle="sw",
+            cycle=1,
+            source_index=c.index,
+            success=True,
+            energy=-30.0,
+        )
+        for c in pool.candidates
+        if c.index != 9
+    ]
+    ts = TrainingSetDocument(
+        cycle=1,
+        labels=labels,
+        n_new=len(labels),
+        n_new_failed=0,
+        n_attempted_total=len(labels),
+        n_failed_total=0,
+    )
+    cfg = SelectionConfig(
+        n_labels=8,
+        stuck_fraction=0,
+        random_fraction=0,
+        novelty_fraction=0.125,
+        min_fingerprint_distance=0,
+        kappa=0,
+    )
+    assert cfg.novelty_uncertain
+    doc = select_structures.original(pool, None, 2, cfg, seed=1, training_set=ts)
+    reasons = {s.source_index: s.reason for s in doc.structures}
+    assert reasons[9] == "novel"
+    off = cfg.model_copy(update={"novelty_uncertain": False})
+    doc = select_structures.original(pool, None, 2, off, seed=1, training_set=ts)
+    assert 9 not in {s.source_index for s in doc.structures}
+    # stopped as uncertain before its first step: no novel pick (the stuck reservation's job)
+    cands[9] = cands[9].model_copy(update={"steps": 0})
+    pool = pool.model_copy(update={"candidates": cands})
+    doc = select_structures.original(pool, None, 2, cfg, seed=1, training_set=ts)
+    assert "novel" not in {s.reason for s in doc.structures}

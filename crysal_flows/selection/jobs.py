@@ -125,12 +125,16 @@ def _pick(
     # the lowest minima, one per structure: where validation looks, labelled every cycle
     lowest = sorted(usable, key=lambda c: c.energy_per_atom)
     take(lowest, min(len(chosen) + n_minima, n - n_random), why="minimum")
-    # novel minima: converged near the low-energy end, farthest from every label so far
+    # novel minima: converged (or moved, then uncertain) near the low-energy end, farthest from
+    # every label so far
     if n_novel:
         near_best = [
             c
             for c in usable
-            if c.status == CandidateStatus.CONVERGED
+            if (
+                c.status == CandidateStatus.CONVERGED
+                or (config.novelty_uncertain and c.status == CandidateStatus.UNCERTAIN and c.steps)
+            )
             and c.energy_per_atom <= best + config.novelty_window
             and c.index not in taken
         ]
