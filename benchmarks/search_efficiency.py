@@ -393,16 +393,36 @@ def _energy_gap_limits(ax) -> None:
 
 def _plain_log_axis(ax) -> None:
     """A logarithmic x axis labelled 20, 50, 100, 200, ... instead of powers of ten; where the
-    axis spans less than a factor of 4 (all costs alike), every tick (150, 160, ...) is labelled,
-    else such an axis would show one label or none."""
-    from matplotlib.ticker import FuncFormatter
+    axis spans less than a factor of 4 (all costs alike), evenly spaced round ticks (120, 130,
+    ...) are labelled instead, else such an axis would show one label or none (a cost of 139
+    between ticks at 100 and 200)."""
+    from matplotlib.ticker import FuncFormatter, Locator, LogLocator, MaxNLocator
+
+    def narrow() -> bool:
+        low, high = ax.get_xlim()
+        return low > 0 and high / low < 4
+
+    class _Ticks(Locator):
+        def __init__(self, minor: bool):
+            self.minor = minor
+
+        def __call__(self):
+            low, high = self.axis.get_view_interval()
+            return self.tick_values(low, high)
+
+        def tick_values(self, vmin, vmax):
+            if narrow():
+                even = MaxNLocator(6, steps=[1, 2, 2.5, 5, 10])
+                return [] if self.minor else even.tick_values(vmin, vmax)
+            log = LogLocator(subs="auto" if self.minor else (1.0,))
+            return log.tick_values(vmin, vmax)
 
     def minor(x: float, _) -> str:
-        low, high = ax.get_xlim()
-        narrow = low > 0 and high / low < 4
-        return f"{x:g}" if narrow or f"{x:g}"[0] in "25" else ""
+        return f"{x:g}" if f"{x:g}"[0] in "25" else ""
 
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(_Ticks(minor=False))
+    ax.xaxis.set_minor_locator(_Ticks(minor=True))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(minor))
 
