@@ -30,6 +30,32 @@ def _pool(si_frames):
     return pool.model_copy(update={"candidates": cands})
 
 
+def _labelled_all_but(pool, index: int):
+    """A training set holding every candidate's structure but ``index``'s, labelled in cycle 1."""
+    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+
+    labels = [
+        LabelDocument(
+            structure=c.structure,
+            oracle="sw",
+            cycle=1,
+            source_index=c.index,
+            success=True,
+            energy=-30.0,
+        )
+        for c in pool.candidates
+        if c.index != index
+    ]
+    return TrainingSetDocument(
+        cycle=1,
+        labels=labels,
+        n_new=len(labels),
+        n_new_failed=0,
+        n_attempted_total=len(labels),
+        n_failed_total=0,
+    )
+
+
 def test_cycle_zero_picks_at_random(si_frames):
     """A pool nothing relaxed yet (no prior) has no energies: cycle 0 picks at random."""
     pool, _ = si_frames
@@ -181,7 +207,6 @@ def test_a_minimum_unlike_every_label_is_labelled(si_frames):
     nothing (diamond Si16 sat converged at rank 116 of 192, 0.37 eV/atom too high)."""
     from ase.build import bulk
 
-    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
     from crysal_flows.utils import atoms_to_structure
 
     pool = _pool(si_frames)
@@ -189,26 +214,7 @@ def test_a_minimum_unlike_every_label_is_labelled(si_frames):
     diamond = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
     cands[9] = cands[9].model_copy(update={"structure": diamond, "energy_per_atom": -4.02})
     pool = pool.model_copy(update={"candidates": cands})
-    labels = [  # every other candidate's structure was labelled before
-        LabelDocument(
-            structure=c.structure,
-            oracle="sw",
-            cycle=1,
-            source_index=c.index,
-            success=True,
-            energy=-30.0,
-        )
-        for c in pool.candidates
-        if c.index != 9
-    ]
-    ts = TrainingSetDocument(
-        cycle=1,
-        labels=labels,
-        n_new=len(labels),
-        n_new_failed=0,
-        n_attempted_total=len(labels),
-        n_failed_total=0,
-    )
+    ts = _labelled_all_but(pool, 9)  # every other candidate's structure was labelled before
     cfg = SelectionConfig(
         n_labels=8,
         stuck_fraction=0,
@@ -240,7 +246,6 @@ def test_a_novel_minimum_may_be_uncertain_if_it_moved(si_frames):
     moved is not, and ``novelty_uncertain: false`` keeps to converged candidates."""
     from ase.build import bulk
 
-    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
     from crysal_flows.utils import atoms_to_structure
 
     pool = _pool(si_frames)
@@ -256,26 +261,7 @@ def test_a_novel_minimum_may_be_uncertain_if_it_moved(si_frames):
         }
     )
     pool = pool.model_copy(update={"candidates": cands})
-    labels = [
-        LabelDocument(
-            structure=c.structure,
-            oracle="sw",
-            cycle=1,
-            source_index=c.index,
-            success=True,
-            energy=-30.0,
-        )
-        for c in pool.candidates
-        if c.index != 9
-    ]
-    ts = TrainingSetDocument(
-        cycle=1,
-        labels=labels,
-        n_new=len(labels),
-        n_new_failed=0,
-        n_attempted_total=len(labels),
-        n_failed_total=0,
-    )
+    ts = _labelled_all_but(pool, 9)
     cfg = SelectionConfig(
         n_labels=8,
         stuck_fraction=0,
