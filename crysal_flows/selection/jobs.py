@@ -133,7 +133,11 @@ def _pick(
             for c in usable
             if (
                 c.status == CandidateStatus.CONVERGED
-                or (config.novelty_uncertain and c.status == CandidateStatus.UNCERTAIN and c.steps)
+                or (
+                    config.novelty_uncertain
+                    and c.status == CandidateStatus.UNCERTAIN
+                    and not _is_stuck(c)
+                )
             )
             and c.energy_per_atom <= best + config.novelty_window
             and c.index not in taken
