@@ -398,10 +398,6 @@ def _plain_log_axis(ax) -> None:
     between ticks at 100 and 200)."""
     from matplotlib.ticker import FuncFormatter, Locator, LogLocator, MaxNLocator
 
-    def narrow() -> bool:
-        low, high = ax.get_xlim()
-        return low > 0 and high / low < 4
-
     class _Ticks(Locator):
         def __init__(self, minor: bool):
             self.minor = minor
@@ -411,7 +407,7 @@ def _plain_log_axis(ax) -> None:
             return self.tick_values(low, high)
 
         def tick_values(self, vmin, vmax):
-            if narrow():
+            if 0 < vmin and vmax / vmin < 4:
                 even = MaxNLocator(6, steps=[1, 2, 2.5, 5, 10])
                 return [] if self.minor else even.tick_values(vmin, vmax)
             log = LogLocator(subs="auto" if self.minor else (1.0,))
