@@ -13,9 +13,13 @@ Rules (all with the run's ``min_cycles``):
   prediction error at most ``max_prediction_error``, best cluster reliable);
 - ``no-new-top<k>``: none of this cycle's top k clusters is new (each lies within the clustering's
   fingerprint tolerance of one of the previous cycle's top 10), with ``+mae`` also the prediction
-  error bound; ``x2``: two cycles in a row.
+  error bound, with ``+rel`` the best cluster reliable; ``x2``, ``x3``: two or three cycles in a
+  row.
 
     python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
+
+``--cache FILE`` keeps the replayed validations (JSON): run again with the same file, the rules
+are applied without a single oracle call.
 
 Cheap with a classical oracle (Stillinger-Weber Si16: about a minute per run on one core).
 """
@@ -23,6 +27,7 @@ Cheap with a classical oracle (Stillinger-Weber Si16: about a minute per run on 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import warnings
 
@@ -75,6 +80,7 @@ def replay(store_path: str, cfg) -> list[list[dict]]:
                     "change": s.get("top_energy_change"),
                     "mae": s.get("prediction_mae"),
                     "converged": s.get("converged"),
+                    "best_reliable": bool(s["clusters"]) and bool(s["clusters"][0]["reliable"]),
                     "fingerprints": [
                         fingerprint(structure_to_atoms(by_index[c["representative"]].structure))
                         for c in s["clusters"][:10]
@@ -108,11 +114,14 @@ def rules(cfg) -> dict:
 
     out = {"current": lambda rows, i: bool(rows[i]["converged"])}
     for k in (1, 3, an.n_top_clusters):
-        for times in (1, 2):
-            name = f"no-new-top{k}" + ("x2" if times == 2 else "")
+        for times in (1, 2, 3):
+            name = f"no-new-top{k}" + (f"x{times}" if times > 1 else "")
             out[name] = lambda rows, i, k=k, t=times: quiet(rows, i, k, t)
             out[name + "+mae"] = lambda rows, i, k=k, t=times: (
                 quiet(rows, i, k, t) and accurate(rows[i])
+            )
+            out[name + "+rel"] = lambda rows, i, k=k, t=times: (
+                quiet(rows, i, k, t) and rows[i].get("best_reliable", False)
             )
     return out
 
@@ -121,13 +130,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", help="the runs' search configuration (oracle, references)")
     ap.add_argument("--stores", nargs="+", required=True, help="store directories of the runs")
+    ap.add_argument(
+        "--cache", help="JSON file of replayed validations: read if it exists, else written"
+    )
     args = ap.parse_args()
     from crysal_flows.config import load_config
 
     cfg = load_config(args.config)
     if not cfg.references:
         raise SystemExit(f"{args.config} lists no references to match against")
-    runs = [rows for path in args.stores for rows in replay(path, cfg)]
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache) as f:
+            runs = json.load(f)
+        for rows in runs:
+            for r in rows:
+                r["fingerprints"] = [np.asarray(fp) for fp in r["fingerprints"]]
+        print(f"replayed validations read from {args.cache}")
+    else:
+        runs = [rows for path in args.stores for rows in replay(path, cfg)]
+        if args.cache:
+            with open(args.cache, "w") as f:
+                json.dump(
+                    [
+                        [
+                            {
+                                **r,
+                                "fingerprints": [list(map(float, fp)) for fp in r["fingerprints"]],
+                            }
+                            for r in rows
+                        ]
+                        for rows in runs
+                    ],
+                    f,
+                )
     for rows in runs:
         print(
             f"{rows[0]['run']}: validating cycle 0..{rows[-1]['cycle']} finds the reference: "
@@ -137,14 +172,19 @@ def main() -> None:
         )
     print()
     tally = {}
-    min_cycles = cfg.analysis.min_cycles
+    min_cycles, max_cycles = cfg.analysis.min_cycles, cfg.analysis.max_cycles
     for name, stops in rules(cfg).items():
         cells = []
         n_stop = n_missed = saved = 0
         for rows in runs:
             eligible = [i for i in range(len(rows)) if rows[i]["cycle"] + 1 >= min_cycles]
             at = next((i for i in eligible if stops(rows, i)), None)
-            if at is None or at == len(rows) - 1:
+            # a run that met its own criterion has no rows after it: past them, nothing is known
+            ended_early = rows[-1]["cycle"] + 1 < max_cycles
+            if at is None:
+                cells.append("?" if ended_early else "-")
+                continue
+            if at == len(rows) - 1 and not ended_early:
                 cells.append("-")
                 continue
             n_stop += 1
@@ -155,9 +195,13 @@ def main() -> None:
         tally[name] = (n_stop, n_missed, saved)
         print(
             f"{name:22s} stops after cycle: {' '.join(f'{c:>3}' for c in cells)}   "
-            f"stopped early {n_stop}/{len(runs)}, missed {n_missed}, single points saved {saved}"
+            f"stopped before max_cycles {n_stop}/{len(runs)}, missed {n_missed}, "
+            f"single points saved {saved}"
         )
-    print("\n(-: ran to the end; !: stopped where validation misses what the last cycle finds)")
+    print(
+        "\n(-: ran to the end; !: stopped where validation misses what the last cycle finds; "
+        "?: the run met its own criterion before this rule stopped it, and went no further)"
+    )
 
 
 if __name__ == "__main__":
