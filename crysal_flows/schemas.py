@@ -82,7 +82,16 @@ class SearchState(MSONModel):
     cycle: int = Field(0, ge=0, description="Index of the cycle about to run.")
     n_labels: int = Field(0, description="Oracle single points so far (failed ones included).")
     n_failed_labels: int = Field(0, description="Oracle single points that failed so far.")
-    stable_cycles: int = Field(0, description="Consecutive cycles that met the stopping criterion.")
+    stable_cycles: int = Field(
+        0,
+        description="Consecutive cycles, up to the last finished one, whose best cluster's "
+        "structure was already among the previous cycle's top clusters "
+        "(analysis.best_held_cycles).",
+    )
+    top_fingerprints: list[list[float]] = Field(
+        default_factory=list,
+        description="Fingerprints of the last finished cycle's top 10 cluster representatives.",
+    )
     history: list[list[float]] = Field(
         default_factory=list,
         description="Per finished cycle: energies (eV/atom) of the top clusters.",

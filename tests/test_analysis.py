@@ -56,25 +56,58 @@ def test_clusters_join_same_structure_and_energy_only():
     assert cluster_low_energy([cands[5], cands[6]], 0.25, 0.01, 0.1) == []
 
 
+MOVED = ([-4.0, -3.9], [-4.1, -3.9])  # the top energies moved 100 meV/atom
+
+
 @pytest.mark.parametrize(
-    ("top", "previous", "mae", "reliable", "done", "converged", "stop", "start"),
+    ("top", "previous", "mae", "reliable", "done", "held", "converged", "stop", "start"),
     [
-        ([-4.0, -3.9], [-4.005, -3.908], 0.01, True, 3, True, True, "converged"),
-        ([-4.0, -3.9], [-4.1, -3.9], 0.01, True, 3, False, False, "continue"),  # moved 100 meV
-        ([-4.0, -3.9], [-4.005, -3.908], 0.05, True, 3, False, False, "continue"),  # inaccurate
-        ([-4.0, -3.9], [-4.005, -3.908], None, True, 3, False, False, "continue"),  # no MAE yet
-        ([-4.0, -3.9], [-4.005, -3.908], 0.01, False, 3, False, False, "continue"),  # unreliable
-        ([-4.0, -3.9], [-4.005, -3.908], 0.01, True, 1, False, False, "continue"),  # < min_cycles
-        ([-4.0], None, 0.01, True, 5, False, True, "stopped at max_cycles=5"),
+        ([-4.0, -3.9], [-4.005, -3.908], 0.01, True, 3, 0, True, True, "converged"),
+        (*MOVED, 0.01, True, 3, 0, False, False, "continue"),
+        ([-4.0, -3.9], [-4.005, -3.908], 0.05, True, 3, 0, False, False, "continue"),  # inaccurate
+        ([-4.0, -3.9], [-4.005, -3.908], None, True, 3, 0, False, False, "continue"),  # no MAE yet
+        ([-4.0, -3.9], [-4.005, -3.908], 0.01, False, 3, 0, False, False, "continue"),  # unreliable
+        (
+            [-4.0, -3.9],
+            [-4.005, -3.908],
+            0.01,
+            True,
+            1,
+            0,
+            False,
+            False,
+            "continue",
+        ),  # < min_cycles
+        ([-4.0], None, 0.01, True, 5, 0, False, True, "stopped at max_cycles=5"),
+        # the best structure held two cycles in a row: converged whatever the energies and MAE did
+        (*MOVED, None, True, 3, 2, True, True, "converged"),
+        (*MOVED, 0.2, True, 4, 3, True, True, "converged"),
+        (*MOVED, None, True, 3, 1, False, False, "continue"),  # one cycle only
+        (*MOVED, None, False, 3, 2, False, False, "continue"),  # best cluster unreliable
+        (*MOVED, None, True, 1, 2, False, False, "continue"),  # < min_cycles
     ],
 )
-def test_stopping_rule(top, previous, mae, reliable, done, converged, stop, start):
+def test_stopping_rule(top, previous, mae, reliable, done, held, converged, stop, start):
     rule = StoppingRule(
         AnalysisConfig(energy_tolerance=0.01, max_prediction_error=0.03, min_cycles=2, max_cycles=5)
     )
-    d = rule.decide(top, previous, mae, reliable, done)
+    d = rule.decide(top, previous, mae, reliable, done, held)
     assert (d.converged, d.stop) == (converged, stop)
     assert d.reason.startswith(start)
+    assert f"best structure held {min(held, 2)}/2 cycles" in d.reason
+    assert ("best cluster converged" if reliable else "best cluster uncertain") in d.reason
+    # with best_held_cycles 0 only the energies can end a search
+    off = StoppingRule(
+        AnalysisConfig(
+            energy_tolerance=0.01,
+            max_prediction_error=0.03,
+            min_cycles=2,
+            max_cycles=5,
+            best_held_cycles=0,
+        )
+    ).decide(top, previous, mae, reliable, done, held)
+    assert off.converged == (converged and held == 0)
+    assert "held" not in off.reason
     assert rule.stops(d.converged, done) == stop
     if previous is None:
         assert d.top_energy_change is None and "moved n/a" in d.reason
@@ -172,3 +205,69 @@ def test_a_candidate_keeps_its_confirmed_minimum_only_while_it_does_not_move():
         relaxed_candidate(c, _outcome(d, CandidateStatus.UNCERTAIN, 0), 4, 8).converged_cycle
         is None
     )
+
+
+def test_a_search_converges_when_its_best_structure_holds_two_cycles():
+    """The ensemble's energies move every cycle (a retrained ensemble shifts them all), but the
+    same structure stays the best: after two such cycles in a row the search has converged.
+    A new best structure starts the count again."""
+    from configs import TINY
+
+    from crysal_flows.analysis.summary import analyse_cycle
+    from crysal_flows.config import load_config
+    from crysal_flows.generation.schemas import PoolDocument
+    from crysal_flows.labelling.schemas import TrainingSetDocument
+    from crysal_flows.schemas import SearchState
+    from crysal_flows.training.schemas import EnsembleDocument
+
+    cfg = load_config({**TINY, "analysis": {"min_cycles": 2, "max_cycles": 9}})
+    d = bulk("Si", "diamond", a=5.43, cubic=True)
+    fcc = bulk("Si", "fcc", a=3.9, cubic=True).repeat((1, 1, 2))
+    bcc = bulk("Si", "bcc", a=3.1, cubic=True).repeat((2, 2, 1))
+
+    def pool(cycle, bcc_best, shift):
+        # bcc lies outside the clustered energy window until it becomes the best
+        e_bcc = -4.5 if bcc_best else -4.1
+        e_d = -4.3 if bcc_best else -4.5
+        cands = [
+            _cand(0, d, e_d + shift),
+            _cand(1, fcc, -4.25 + shift),
+            _cand(2, bcc, e_bcc + shift),
+        ]
+        return PoolDocument(
+            composition="Si8",
+            cycle=cycle,
+            n_atoms=8,
+            seed=1,
+            reference_volume=160.0,
+            n_symmetric=0,
+            n_tiled=0,
+            n_random=3,
+            attempts=3,
+            candidates=cands,
+        )
+
+    ts = TrainingSetDocument(
+        cycle=0,
+        labels=[],
+        n_new=8,
+        n_new_failed=0,
+        n_attempted_total=8,
+        n_failed_total=0,
+        prediction_mae=0.2,  # far above max_prediction_error: the energies alone never converge
+    )
+    ens = EnsembleDocument(cycle=0, members=[], n_requested=2)
+    uuids = {"pool": "p", "training_set": "t", "ensemble": "e"}
+    state = SearchState(run_id="r")
+    seen = []
+    # diamond best in cycles 0-1, bcc (new) in 2, 3 and 4; the energies shift by 60 meV a cycle
+    for cycle, best in enumerate([False, False, True, True, True]):
+        s = analyse_cycle(pool(cycle, best, 0.06 * cycle), ts, ens, state, cfg, f"s{cycle}", uuids)
+        seen.append((s.best_held_cycles, s.converged))
+        assert s.top_energy_change is None or s.top_energy_change > cfg.analysis.energy_tolerance
+        state = s.resume.next_state
+        assert len(state.top_fingerprints) in (2, 3) and state.stable_cycles == s.best_held_cycles
+        if s.converged:
+            assert s.stop and s.decision.startswith("converged") and "held 2/2" in s.decision
+            break
+    assert seen == [(0, False), (1, False), (0, False), (1, False), (2, True)]

@@ -28,7 +28,15 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     last = summaries[-1]
     assert last["converged"] and last["decision"].startswith("converged"), last["decision"]
     assert len(summaries) < cfg.analysis.max_cycles
-    assert last["prediction_mae"] <= cfg.analysis.max_prediction_error
+    # by its best structure, which held two cycles in a row while the energies moved more
+    # than energy_tolerance or the prediction error exceeded its bound
+    assert last["best_held_cycles"] == 2 and "best structure held 2/2" in last["decision"]
+    assert [s["best_held_cycles"] for s in summaries][-3:] == [0, 1, 2][-len(summaries) :]
+    an = cfg.analysis
+    assert (
+        last["top_energy_change"] > an.energy_tolerance
+        or last["prediction_mae"] > an.max_prediction_error
+    )
     # labels accumulate: 12 in cycle 0, then 6 per cycle
     assert [s["oracle_single_points"] for s in summaries] == [
         12 + 6 * i for i in range(len(summaries))
@@ -227,7 +235,12 @@ def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
 
     store = tmp_path / "store"
     # a criterion no run meets: the search stops at max_cycles
-    never = {"min_cycles": 1, "energy_tolerance": 1e-12, "max_prediction_error": 1e-12}
+    never = {
+        "min_cycles": 1,
+        "energy_tolerance": 1e-12,
+        "max_prediction_error": 1e-12,
+        "best_held_cycles": 0,
+    }
     cfg = tmp_path / "tiny.yaml"
 
     def run(max_cycles: int) -> str:

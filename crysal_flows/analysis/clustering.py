@@ -22,6 +22,7 @@ class Cluster:
     energy_per_atom: float
     members: list[int]
     reliable: bool  # representative at a minimum an ensemble converged it to (Candidate)
+    fingerprint: np.ndarray  # of the representative (crysal_flows.utils.fingerprint)
 
 
 def cluster_low_energy(
@@ -63,6 +64,7 @@ def cluster_low_energy(
                     energy_per_atom=c.energy_per_atom,
                     members=[c.index],
                     reliable=c.at_confirmed_minimum,
+                    fingerprint=fp,
                 )
             )
             prints.append(fp)

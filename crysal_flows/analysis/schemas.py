@@ -77,12 +77,17 @@ class CycleSummary(BaseModel):
     top_energy_change: float | None = Field(
         None, description="Largest change of the top clusters' energies since the last cycle."
     )
+    best_held_cycles: int = Field(
+        0,
+        description="Cycles in a row, this one included, whose best cluster's structure was "
+        "already among the previous cycle's top clusters (analysis.best_held_cycles).",
+    )
     converged: bool = Field(..., description="Whether the stopping criterion was met.")
     decision: str = Field(..., description="Why the search goes on or stops.")
     criterion: dict[str, float] = Field(
         default_factory=dict,
         description="The stopping rule's settings: energy_tolerance and max_prediction_error "
-        "(eV/atom), n_top_clusters, min_cycles, max_cycles.",
+        "(eV/atom), n_top_clusters, best_held_cycles, min_cycles, max_cycles.",
     )
     stop: bool = Field(
         False,

@@ -27,6 +27,8 @@ from crysal_flows.utils import space_group
 
 __all__ = ["analyse_cycle", "cluster_documents", "cycle_line"]
 
+N_HELD_TOP = 10  # a best structure among the previous cycle's top 10 is not new
+
 
 QUANTILES = (0, 5, 25, 50, 75, 95, 100)
 
@@ -104,12 +106,17 @@ def analyse_cycle(
                 an.cluster_fingerprint_tolerance,
             )[: an.n_top_clusters]
         ]
-    decision = StoppingRule(an).decide(
+    rule = StoppingRule(an)
+    held = rule.held(
+        clusters[0].fingerprint if clusters else None, state.top_fingerprints, state.stable_cycles
+    )
+    decision = rule.decide(
         top,
         previous,
         training_set.prediction_mae,
         bool(clusters) and clusters[0].reliable,
         c + 1,
+        held,
     )
     energies = sorted(
         cand.energy_per_atom
@@ -129,6 +136,10 @@ def analyse_cycle(
             "n_labels": training_set.n_attempted_total,
             "n_failed_labels": training_set.n_failed_total,
             "history": [*state.history, top],
+            "stable_cycles": held,
+            "top_fingerprints": [
+                [round(float(x), 4) for x in cl.fingerprint] for cl in clusters[:N_HELD_TOP]
+            ],
             "summaries": [*state.summaries, summary_uuid],
         }
     )
@@ -153,6 +164,7 @@ def analyse_cycle(
             pool, clusters, max(an.n_top_clusters, config.validation.n_structures, 10)
         ),
         top_energy_change=decision.top_energy_change,
+        best_held_cycles=held,
         converged=decision.converged,
         decision=decision.reason,
         criterion={
@@ -162,6 +174,7 @@ def analyse_cycle(
                     "energy_tolerance",
                     "max_prediction_error",
                     "n_top_clusters",
+                    "best_held_cycles",
                     "min_cycles",
                     "max_cycles",
                 }
