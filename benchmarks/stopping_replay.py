@@ -1,8 +1,9 @@
 """Replay finished searches cycle by cycle: where would a stopping rule have stopped, and what then?
 
 For every cycle of every run in the stores, the top ``validation.n_structures`` clusters of that
-cycle's pool are relaxed with the configuration's oracle (the validation that would have run had
-the search stopped there) and matched against the configuration's references. Then each rule is
+cycle's pool are relaxed with the configuration's oracle, from that cycle's ensemble's Hessian
+where ``validation.hessian`` is ``ensemble`` (the validation that would have run had the search
+stopped there) and matched against the configuration's references. Then each rule is
 applied to the stored cycle summaries, and the table says after which cycle it would have
 stopped and whether the validation there finds the reference that the search's own last cycle
 finds. No search is rerun: a rule is measured on searches that ran to ``max_cycles``.
@@ -43,8 +44,14 @@ def replay(store_path: str, cfg) -> list[list[dict]]:
     from crysal_flows.generation.schemas import PoolDocument
     from crysal_flows.runs import find_runs, load_run
     from crysal_flows.store import local_store
+    from crysal_flows.training.schemas import EnsembleDocument
     from crysal_flows.utils import fingerprint, structure_to_atoms
-    from crysal_flows.validation.jobs import build_reference, matches_reference, oracle_relax
+    from crysal_flows.validation.jobs import (
+        _starting_hessians,
+        build_reference,
+        matches_reference,
+        oracle_relax,
+    )
 
     refs = [build_reference(r) for r in cfg.references]
     store = local_store(store_path, create=False)
@@ -57,12 +64,20 @@ def replay(store_path: str, cfg) -> list[list[dict]]:
             pool = PoolDocument.model_validate(store.get_output(s["resume"]["pool"], load=True))
             by_index = {c.index: c for c in pool.candidates}
             found, best, calls = False, None, 0
-            for cl in s["clusters"][: cfg.validation.n_structures]:
+            chosen = [by_index[cl["representative"]].structure for cl in s["clusters"]]
+            chosen = chosen[: cfg.validation.n_structures]
+            # from the cycle's ensemble's Hessian where validation.hessian says so, as validation
+            ensemble = EnsembleDocument.model_validate(
+                store.get_output(s["resume"]["ensemble"], load=True)
+            )
+            hessians = _starting_hessians(chosen, ensemble, cfg.validation.hessian, cfg.oracle)
+            for structure, hessian in zip(chosen, hessians, strict=True):
                 doc = oracle_relax(
-                    by_index[cl["representative"]].structure,
+                    structure,
                     cfg.oracle,
                     cfg.validation.fmax,
                     cfg.validation.max_steps,
+                    hessian=hessian,
                 )
                 calls += doc.oracle_calls
                 if doc.success:
