@@ -57,27 +57,18 @@ def test_clusters_join_same_structure_and_energy_only():
 
 
 MOVED = ([-4.0, -3.9], [-4.1, -3.9])  # the top energies moved 100 meV/atom
+STILL = ([-4.0, -3.9], [-4.005, -3.908])  # ... and at most 8 meV/atom
 
 
 @pytest.mark.parametrize(
     ("top", "previous", "mae", "reliable", "done", "held", "converged", "stop", "start"),
     [
-        ([-4.0, -3.9], [-4.005, -3.908], 0.01, True, 3, 0, True, True, "converged"),
+        (*STILL, 0.01, True, 3, 0, True, True, "converged"),
         (*MOVED, 0.01, True, 3, 0, False, False, "continue"),
-        ([-4.0, -3.9], [-4.005, -3.908], 0.05, True, 3, 0, False, False, "continue"),  # inaccurate
-        ([-4.0, -3.9], [-4.005, -3.908], None, True, 3, 0, False, False, "continue"),  # no MAE yet
-        ([-4.0, -3.9], [-4.005, -3.908], 0.01, False, 3, 0, False, False, "continue"),  # unreliable
-        (
-            [-4.0, -3.9],
-            [-4.005, -3.908],
-            0.01,
-            True,
-            1,
-            0,
-            False,
-            False,
-            "continue",
-        ),  # < min_cycles
+        (*STILL, 0.05, True, 3, 0, False, False, "continue"),  # inaccurate
+        (*STILL, None, True, 3, 0, False, False, "continue"),  # no MAE yet
+        (*STILL, 0.01, False, 3, 0, False, False, "continue"),  # unreliable
+        (*STILL, 0.01, True, 1, 0, False, False, "continue"),  # < min_cycles
         ([-4.0], None, 0.01, True, 5, 0, False, True, "stopped at max_cycles=5"),
         # the best structure held two cycles in a row: converged whatever the energies and MAE did
         (*MOVED, None, True, 3, 2, True, True, "converged"),
