@@ -27,7 +27,8 @@ from crysal_flows.utils import space_group
 
 __all__ = ["analyse_cycle", "cluster_documents", "cycle_line"]
 
-N_HELD_TOP = 10  # a best structure among the previous cycle's top 10 is not new
+N_HELD_TOP = 10  # a best structure among the previous cycle's top 10 is not new; summaries
+# keep at least these clusters, so a replay sees what the rule saw
 
 
 QUANTILES = (0, 5, 25, 50, 75, 95, 100)
@@ -161,7 +162,7 @@ def analyse_cycle(
         n_finite=len(energies),
         energy_quantiles=_quantiles(energies),
         clusters=cluster_documents(
-            pool, clusters, max(an.n_top_clusters, config.validation.n_structures, 10)
+            pool, clusters, max(an.n_top_clusters, config.validation.n_structures, N_HELD_TOP)
         ),
         top_energy_change=decision.top_energy_change,
         best_held_cycles=held,
