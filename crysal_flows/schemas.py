@@ -68,6 +68,21 @@ class Candidate(BaseModel):
         """Whether the candidate sits where an ensemble converged it with low uncertainty."""
         return self.status == CandidateStatus.CONVERGED or self.converged_cycle is not None
 
+    @property
+    def stuck(self) -> bool:
+        """Whether it stopped as uncertain before its first step (it stays put until labelled)."""
+        return self.status == CandidateStatus.UNCERTAIN and self.steps == 0
+
+    def may_be_novel(self, uncertain_too: bool) -> bool:
+        """Whether it is a minimum to look at for novelty.
+
+        Converged, or (``uncertain_too``) moved and then stopped as uncertain, at its last
+        trusted frame.
+        """
+        return self.status == CandidateStatus.CONVERGED or (
+            uncertain_too and self.status == CandidateStatus.UNCERTAIN and not self.stuck
+        )
+
 
 class SearchState(MSONModel):
     """The small state carried from one cycle to the next, and the run it belongs to."""

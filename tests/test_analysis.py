@@ -262,3 +262,78 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
             assert s.stop and s.decision.startswith("converged") and "held 2/2" in s.decision
             break
     assert seen == [(0, False), (1, False), (0, False), (1, False), (2, True)]
+
+
+def test_validation_takes_the_novel_cluster_beside_the_lowest():
+    """Of validation.n_structures, the last n_novel go to the clusters farthest from every label
+    (within the novelty window; converged, or moved before they stopped as uncertain); the
+    lowest clusters take the rest. Labelled and stuck structures are not novel."""
+    from configs import TINY
+
+    from crysal_flows.analysis.summary import analyse_cycle
+    from crysal_flows.config import load_config
+    from crysal_flows.generation.schemas import PoolDocument
+    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+    from crysal_flows.schemas import SearchState
+    from crysal_flows.training.schemas import EnsembleDocument
+    from crysal_flows.validation.jobs import validation_clusters
+
+    s = {
+        "d": bulk("Si", "diamond", a=5.43, cubic=True),
+        "fcc": bulk("Si", "fcc", a=3.9, cubic=True).repeat((1, 1, 2)),
+        "hcp": bulk("Si", "hcp", a=2.7, c=4.4).repeat((2, 2, 1)),
+        "bcc": bulk("Si", "bcc", a=3.1, cubic=True).repeat((2, 2, 1)),
+        "sc": bulk("Si", "sc", a=2.6).repeat((2, 2, 2)),
+    }
+    stuck = _cand(3, s["bcc"], -4.42, CandidateStatus.UNCERTAIN)  # never moved: stuck
+    moved = _cand(4, s["sc"], -4.40, CandidateStatus.UNCERTAIN).model_copy(update={"steps": 5})
+    cands = [_cand(0, s["d"], -4.5), _cand(1, s["fcc"], -4.46), _cand(2, s["hcp"], -4.44)]
+    pool = PoolDocument(
+        composition="Si8",
+        cycle=1,
+        n_atoms=8,
+        seed=1,
+        reference_volume=160.0,
+        n_symmetric=0,
+        n_tiled=0,
+        n_random=5,
+        attempts=5,
+        candidates=[*cands, stuck, moved],
+    )
+
+    def summary(labelled, **validation):
+        cfg = load_config({**TINY, "validation": {"n_structures": 3, **validation}})
+        labels = [
+            LabelDocument(
+                structure=atoms_to_structure(s[k]), oracle="sw", cycle=0, success=True, energy=0.0
+            )
+            for k in labelled
+        ]
+        ts = TrainingSetDocument(
+            cycle=1, labels=labels, n_new=3, n_new_failed=0, n_attempted_total=3, n_failed_total=0
+        )
+        ens = EnsembleDocument(cycle=1, members=[], n_requested=2)
+        uuids = {"pool": "p", "training_set": "t", "ensemble": "e"}
+        out = analyse_cycle(pool, ts, ens, SearchState(run_id="r"), cfg, "s", uuids)
+        return out, cfg.validation.n_structures
+
+    out, n = summary(["d", "fcc", "hcp"])
+    assert [cl.representative for cl in out.clusters] == [0, 1, 2, 3, 4]
+    (novel,) = out.novel_clusters
+    assert (novel.rank, novel.representative, novel.space_group) == (5, 4, "Pm-3m")
+    assert novel.label_distance == pytest.approx(0.79, abs=0.01)  # from diamond, the nearest
+    assert [cl.rank for cl in validation_clusters(out, n)] == [1, 2, 5]
+    assert [cl.rank for cl in validation_clusters(out, 1)] == [1]  # the lowest always
+    # a labelled structure is not novel, and nor is a stuck one: the lowest clusters fill in
+    out, n = summary(["d", "fcc", "hcp", "sc"])
+    assert out.novel_clusters == []
+    assert [cl.rank for cl in validation_clusters(out, n)] == [1, 2, 3]
+    # n_novel 0, or a single structure to validate: the lowest only
+    for validation in ({"n_novel": 0}, {"n_structures": 1}):
+        out, n = summary(["d", "fcc", "hcp"], **validation)
+        assert out.novel_clusters == []
+        assert [cl.rank for cl in validation_clusters(out, n)] == [1, 2, 3][:n]
+    # fewer novel clusters than n_novel: the next lowest fill in
+    out, n = summary(["d", "fcc", "hcp"], n_structures=5, n_novel=2)
+    assert [cl.rank for cl in out.novel_clusters] == [5]  # beyond rank 3, bcc is stuck
+    assert [cl.rank for cl in validation_clusters(out, n)] == [1, 2, 3, 4, 5]

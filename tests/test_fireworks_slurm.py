@@ -199,7 +199,7 @@ def _assert_completed_and_routed(env: dict, work: Path, submitted: int) -> list[
     assert any(n.startswith("train member 1/2 (cycle 1)") for n in names)
     assert any(n.startswith("analyse (cycle 1)") for n in names)
     assert any(n.startswith("oracle single point 1/3 (cycle 1)") for n in names)
-    assert any(n.startswith("oracle relax 1/1 (validation)") for n in names)
+    assert any(n.startswith("oracle relax 1/1 (validation, cluster 1)") for n in names)
     assert any(n.startswith("oracle relax reference diamond") for n in names)
     # every job ran on a worker of its category: ML jobs on the GPU worker, the rest on the CPU one
     for r in rows:

@@ -23,6 +23,11 @@ class ClusterDocument(BaseModel):
         "one without moving since.",
     )
     space_group: str = Field(..., description="Space group of the representative (tol 0.1 A).")
+    label_distance: float | None = Field(
+        None,
+        description="Novel clusters: fingerprint distance of the representative from the "
+        "nearest label.",
+    )
 
 
 MAX_STORED_ENERGIES = 1000
@@ -74,6 +79,11 @@ class CycleSummary(BaseModel):
     )
     n_finite: int = Field(0, description="Candidates with a finite energy.")
     clusters: list[ClusterDocument] = Field(..., description="Low-energy clusters, best first.")
+    novel_clusters: list[ClusterDocument] = Field(
+        default_factory=list,
+        description="The clusters validation takes beside the lowest (validation.n_novel), "
+        "farthest from every label first.",
+    )
     top_energy_change: float | None = Field(
         None, description="Largest change of the top clusters' energies since the last cycle."
     )

@@ -23,9 +23,9 @@ from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.labelling.schemas import TrainingSetDocument
 from crysal_flows.schemas import SearchState
 from crysal_flows.training.schemas import EnsembleDocument
-from crysal_flows.utils import space_group
+from crysal_flows.utils import fingerprint, space_group, structure_to_atoms
 
-__all__ = ["analyse_cycle", "cluster_documents", "cycle_line"]
+__all__ = ["analyse_cycle", "cluster_documents", "cycle_line", "novel_clusters"]
 
 N_HELD_TOP = 10  # a best structure among the previous cycle's top 10 is not new; summaries
 # keep at least these clusters, so a replay sees what the rule saw
@@ -54,6 +54,52 @@ def cluster_documents(pool: PoolDocument, clusters: list[Cluster], n: int) -> li
             space_group=space_group(by_index[cl.representative].structure)[0],
         )
         for r, cl in enumerate(clusters[:n], start=1)
+    ]
+
+
+def novel_clusters(
+    pool: PoolDocument,
+    clusters: list[Cluster],
+    training_set: TrainingSetDocument,
+    config: SearchConfig,
+) -> list[ClusterDocument]:
+    """Return the clusters validation takes beside the lowest ones (``validation.n_novel``).
+
+    Beyond the ``n_structures - n_novel`` lowest clusters, within ``selection.novelty_window``
+    of the best: those whose representative may be a novel minimum (``Candidate.may_be_novel``)
+    and lies farther than ``selection.min_fingerprint_distance`` from every label, farthest first.
+    """
+    n_val = config.validation.n_structures
+    k = min(config.validation.n_novel, n_val - 1)
+    sel = config.selection
+    if k <= 0 or not clusters or not training_set.labels:
+        return []
+    by_index = {cand.index: cand for cand in pool.candidates}
+    best = clusters[0].energy_per_atom
+    labels = np.array(
+        [fingerprint(structure_to_atoms(lab.structure)) for lab in training_set.labels]
+    )
+    ranked = []
+    for rank, cl in enumerate(clusters, start=1):
+        if rank <= n_val - k or cl.energy_per_atom > best + sel.novelty_window:
+            continue
+        if not by_index[cl.representative].may_be_novel(sel.novelty_uncertain):
+            continue
+        distance = float(np.linalg.norm(labels - cl.fingerprint, axis=1).min())
+        if distance > sel.min_fingerprint_distance:
+            ranked.append((distance, rank, cl))
+    ranked.sort(key=lambda t: (-t[0], t[1]))
+    return [
+        ClusterDocument(
+            rank=rank,
+            representative=cl.representative,
+            energy_per_atom=cl.energy_per_atom,
+            size=len(cl.members),
+            reliable=cl.reliable,
+            space_group=space_group(by_index[cl.representative].structure)[0],
+            label_distance=distance,
+        )
+        for distance, rank, cl in ranked[:k]
     ]
 
 
@@ -164,6 +210,7 @@ def analyse_cycle(
         clusters=cluster_documents(
             pool, clusters, max(an.n_top_clusters, config.validation.n_structures, N_HELD_TOP)
         ),
+        novel_clusters=novel_clusters(pool, clusters, training_set, config),
         top_energy_change=decision.top_energy_change,
         best_held_cycles=held,
         converged=decision.converged,

@@ -43,11 +43,6 @@ def _label_source(c: Candidate):
     return c.structure
 
 
-def _is_stuck(c: Candidate) -> bool:
-    """Whether ``c`` stopped as uncertain before its first step (it stays put until labelled)."""
-    return c.status == CandidateStatus.UNCERTAIN and c.steps == 0
-
-
 def _pick(
     pool: PoolDocument,
     config: SelectionConfig,
@@ -107,7 +102,7 @@ def _pick(
             if why is not None:
                 reason = why
             elif c.status == CandidateStatus.UNCERTAIN:
-                reason = "stuck" if _is_stuck(c) else "uncertain"
+                reason = "stuck" if c.stuck else "uncertain"
             else:
                 reason = "score"
             chosen.append((c, reason, score(c)))
@@ -117,7 +112,7 @@ def _pick(
     stuck = [
         c
         for c in scored
-        if _is_stuck(c)
+        if c.stuck
         and c.index not in (labelled or set())
         and c.energy_per_atom <= best + config.stuck_window
     ]
@@ -131,14 +126,7 @@ def _pick(
         near_best = [
             c
             for c in usable
-            if (
-                c.status == CandidateStatus.CONVERGED
-                or (
-                    config.novelty_uncertain
-                    and c.status == CandidateStatus.UNCERTAIN
-                    and not _is_stuck(c)
-                )
-            )
+            if c.may_be_novel(config.novelty_uncertain)
             and c.energy_per_atom <= best + config.novelty_window
             and c.index not in taken
         ]

@@ -12,7 +12,7 @@ from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
-from crysal_flows.analysis.schemas import CycleSummary
+from crysal_flows.analysis.schemas import ClusterDocument, CycleSummary
 from crysal_flows.config import OracleConfig, ReferenceStructure
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import Step, crysal_job, tag
@@ -41,6 +41,7 @@ __all__ = [
     "matches_reference",
     "oracle_relax",
     "validate_minima",
+    "validation_clusters",
 ]
 
 
@@ -307,6 +308,17 @@ def _starting_hessians(
     return out
 
 
+def validation_clusters(summary: CycleSummary, n_structures: int) -> list[ClusterDocument]:
+    """Return the clusters validation relaxes: the lowest, then the summary's novel ones.
+
+    The novel clusters (``validation.n_novel``, chosen by the analysis) take the last places of
+    the ``n_structures``; where fewer qualified, the next lowest clusters fill them.
+    """
+    novel = list(summary.novel_clusters[: max(n_structures - 1, 0)])
+    lowest = [cl for cl in summary.clusters if all(cl.rank != x.rank for x in novel)]
+    return [*lowest[: n_structures - len(novel)], *novel]
+
+
 @crysal_job
 def validate_minima(
     pool: PoolDocument,
@@ -330,14 +342,24 @@ def validate_minima(
     """
     by_index = {c.index: c for c in pool.candidates}
     jobs, picks = [], []
-    chosen = summary.clusters[:n_structures]
+    chosen = validation_clusters(summary, n_structures)
+    for cl in chosen:
+        if cl.label_distance is not None:
+            logger.info(
+                "validation: novel cluster %d (%s, %.3f eV/atom above the best, fingerprint "
+                "distance %.3f from the nearest label)",
+                cl.rank,
+                cl.space_group,
+                cl.energy_per_atom - summary.clusters[0].energy_per_atom,
+                cl.label_distance,
+            )
     hessians = _starting_hessians(
         [by_index[cl.representative].structure for cl in chosen],
         ensemble,
         hessian,
         relax_maker.oracle,
     )
-    for cl, h in zip(chosen, hessians, strict=True):
+    for i, (cl, h) in enumerate(zip(chosen, hessians, strict=True), start=1):
         c = by_index[cl.representative]
         extra = {} if h is None else {"hessian": h}  # makers of old take no Hessian
         j = relax_maker.make(
@@ -347,7 +369,8 @@ def validate_minima(
             predicted_energy_per_atom=c.energy_per_atom,
             **extra,
         )
-        j.name = f"{relax_maker.name} {cl.rank}/{len(chosen)} (validation)"
+        what = "novel cluster" if cl.label_distance is not None else "cluster"
+        j.name = f"{relax_maker.name} {i}/{len(chosen)} (validation, {what} {cl.rank})"
         jobs.append(j)
         picks.append({"cluster_rank": cl.rank, "source_index": c.index})
     ref_jobs = []
