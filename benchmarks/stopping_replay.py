@@ -19,8 +19,16 @@ Rules (all with the run's ``min_cycles``):
 
     python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
 
-``--cache FILE`` keeps the replayed validations (JSON): run again with the same file, the rules
-are applied without a single oracle call.
+The clusters validated are those the search's validation takes under the configuration: the
+lowest, and ``validation.n_novel`` novel ones, recomputed from each cycle's pool and training set
+(so runs made before novel clusters existed replay with them). ``--set validation.n_novel=0``
+replays the lowest clusters alone.
+
+``--cache FILE`` keeps each replayed oracle relaxation (JSON, by run id, cycle and candidate): run
+again with the same file, the rules are applied without a single oracle call, and another
+``--set`` relaxes only the clusters not relaxed before. A cache holds relaxations under one
+oracle and one set of ``validation`` settings (fmax, max_steps, hessian): change those, start a
+new file.
 
 Cheap with a classical oracle (Stillinger-Weber Si16: about a minute per run on one core).
 """
@@ -39,9 +47,19 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 
-def replay(store_path: str, cfg) -> list[list[dict]]:
-    """Per run in the store, per cycle: what validating that cycle's top clusters finds."""
+def replay(store_path: str, cfg, cache: dict) -> list[list[dict]]:
+    """Per run in the store, per cycle: what validating that cycle's clusters finds.
+
+    The clusters are those the search's validation takes under ``cfg`` (the lowest, and
+    ``validation.n_novel`` novel ones, recomputed from the cycle's pool and training set, so
+    searches made before novel clusters existed replay with them too). ``cache`` maps
+    ``run_id/cycle/candidate`` to a finished oracle relaxation; new ones are added to it.
+    """
+    from crysal_flows.analysis.clustering import cluster_low_energy
+    from crysal_flows.analysis.schemas import CycleSummary
+    from crysal_flows.analysis.summary import novel_clusters
     from crysal_flows.generation.schemas import PoolDocument
+    from crysal_flows.labelling.schemas import TrainingSetDocument
     from crysal_flows.runs import find_runs, load_run
     from crysal_flows.store import local_store
     from crysal_flows.training.schemas import EnsembleDocument
@@ -51,9 +69,11 @@ def replay(store_path: str, cfg) -> list[list[dict]]:
         build_reference,
         matches_reference,
         oracle_relax,
+        validation_clusters,
     )
 
     refs = [build_reference(r) for r in cfg.references]
+    an = cfg.analysis
     store = local_store(store_path, create=False)
     store.connect()
     runs = []
@@ -63,34 +83,58 @@ def replay(store_path: str, cfg) -> list[list[dict]]:
         for s in view.summaries:
             pool = PoolDocument.model_validate(store.get_output(s["resume"]["pool"], load=True))
             by_index = {c.index: c for c in pool.candidates}
-            found, best, calls = False, None, 0
-            chosen = [by_index[cl["representative"]].structure for cl in s["clusters"]]
-            chosen = chosen[: cfg.validation.n_structures]
-            # from the cycle's ensemble's Hessian where validation.hessian says so, as validation
-            ensemble = EnsembleDocument.model_validate(
-                store.get_output(s["resume"]["ensemble"], load=True)
+            summary = CycleSummary.model_validate({k: v for k, v in s.items() if k[0] != "@"})
+            training_set = TrainingSetDocument.model_validate(
+                store.get_output(s["resume"]["training_set"], load=True)
             )
-            hessians = _starting_hessians(chosen, ensemble, cfg.validation.hessian, cfg.oracle)
-            for structure, hessian in zip(chosen, hessians, strict=True):
-                doc = oracle_relax(
-                    structure,
-                    cfg.oracle,
-                    cfg.validation.fmax,
-                    cfg.validation.max_steps,
-                    hessian=hessian,
+            clusters = cluster_low_energy(
+                pool.candidates,
+                an.energy_window,
+                an.cluster_energy_tolerance,
+                an.cluster_fingerprint_tolerance,
+            )
+            summary.novel_clusters = novel_clusters(pool, clusters, training_set, cfg)
+            chosen = validation_clusters(summary, cfg.validation.n_structures)
+            keys = [f"{run_id}/{s['cycle']}/{cl.representative}" for cl in chosen]
+            todo = [(k, cl) for k, cl in zip(keys, chosen, strict=True) if k not in cache]
+            if todo:
+                # from the cycle's ensemble's Hessian where validation.hessian says so
+                ensemble = EnsembleDocument.model_validate(
+                    store.get_output(s["resume"]["ensemble"], load=True)
                 )
-                calls += doc.oracle_calls
-                if doc.success:
-                    found = found or any(matches_reference(doc.structure, r) for r in refs)
-                    e = doc.energy_per_atom
-                    best = e if best is None else min(best, e)
+                structures = [by_index[cl.representative].structure for _, cl in todo]
+                hessians = _starting_hessians(
+                    structures, ensemble, cfg.validation.hessian, cfg.oracle
+                )
+                for (key, _), structure, hessian in zip(todo, structures, hessians, strict=True):
+                    doc = oracle_relax(
+                        structure,
+                        cfg.oracle,
+                        cfg.validation.fmax,
+                        cfg.validation.max_steps,
+                        hessian=hessian,
+                    )
+                    cache[key] = {
+                        "calls": doc.oracle_calls,
+                        "success": doc.success,
+                        "energy_per_atom": doc.energy_per_atom if doc.success else None,
+                        "found": bool(doc.success)
+                        and any(matches_reference(doc.structure, r) for r in refs),
+                    }
+            done = [cache[k] for k in keys]
+            energies = [d["energy_per_atom"] for d in done if d["success"]]
             rows.append(
                 {
                     "run": view.name,
                     "cycle": s["cycle"],
-                    "found": found,
-                    "best": best,
-                    "validation_calls": calls,
+                    "found": any(d["found"] for d in done),
+                    "found_by": [
+                        f"{'novel ' if cl.label_distance is not None else ''}{cl.rank}"
+                        for cl, d in zip(chosen, done, strict=True)
+                        if d["found"]
+                    ],
+                    "best": min(energies, default=None),
+                    "validation_calls": sum(d["calls"] for d in done),
                     "single_points": s["oracle_single_points"],
                     "change": s.get("top_energy_change"),
                     "mae": s.get("prediction_mae"),
@@ -148,42 +192,68 @@ def main() -> None:
     ap.add_argument(
         "--cache", help="JSON file of replayed validations: read if it exists, else written"
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change a setting of the configuration, e.g. validation.n_novel=0",
+    )
     args = ap.parse_args()
+    import yaml
+
     from crysal_flows.config import load_config
 
-    cfg = load_config(args.config)
+    with open(args.config) as f:
+        raw = yaml.safe_load(f)
+    for text in args.set:
+        key, sep, value = text.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set {text!r}: give SECTION.KEY=VALUE")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+    cfg = load_config(raw)
     if not cfg.references:
         raise SystemExit(f"{args.config} lists no references to match against")
+    cache: dict = {}
     if args.cache and os.path.exists(args.cache):
         with open(args.cache) as f:
-            runs = json.load(f)
-        for rows in runs:
-            for r in rows:
-                r["fingerprints"] = [np.asarray(fp) for fp in r["fingerprints"]]
-        print(f"replayed validations read from {args.cache}")
-    else:
-        runs = [rows for path in args.stores for rows in replay(path, cfg)]
+            cache = json.load(f)
+        print(f"{len(cache)} replayed oracle relaxations read from {args.cache}")
+    runs = []
+    try:
+        for path in args.stores:
+            runs += replay(path, cfg, cache)
+    finally:  # what was relaxed is kept, also when interrupted
         if args.cache:
             with open(args.cache, "w") as f:
-                json.dump(
-                    [
-                        [
-                            {
-                                **r,
-                                "fingerprints": [list(map(float, fp)) for fp in r["fingerprints"]],
-                            }
-                            for r in rows
-                        ]
-                        for rows in runs
-                    ],
-                    f,
-                )
+                json.dump(cache, f)
+    k = cfg.analysis.best_held_cycles  # the search's held rule, beside its energies
+    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+rel") if k else None
     for rows in runs:
         print(
             f"{rows[0]['run']}: validating cycle 0..{rows[-1]['cycle']} finds the reference: "
             + " ".join("yes" if r["found"] else "no" for r in rows)
             + "; single points "
             + " ".join(str(r["single_points"]) for r in rows)
+            + "; validation steps "
+            + " ".join(str(r["validation_calls"]) for r in rows)
+        )
+        at = next(
+            (
+                i
+                for i in range(len(rows))
+                if rows[i]["cycle"] + 1 >= cfg.analysis.min_cycles
+                and (rows[i]["converged"] or (held is not None and held(rows, i)))
+            ),
+            len(rows) - 1,
+        )
+        r = rows[at]
+        print(
+            f"  with the search's own stopping rules: after cycle {r['cycle']}, oracle cost "
+            f"{r['single_points'] + r['validation_calls']} ({r['single_points']} + "
+            f"{r['validation_calls']}), "
+            + (f"found (by cluster {', '.join(r['found_by'])})" if r["found"] else "missed")
         )
     print()
     tally = {}
