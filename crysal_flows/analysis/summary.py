@@ -41,20 +41,25 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {str(q): float(np.percentile(values, q)) for q in QUANTILES}
 
 
+def _document(
+    by_index: dict, cl: Cluster, rank: int, label_distance: float | None = None
+) -> ClusterDocument:
+    """Return the document of cluster ``cl`` at ``rank``, with its representative's space group."""
+    return ClusterDocument(
+        rank=rank,
+        representative=cl.representative,
+        energy_per_atom=cl.energy_per_atom,
+        size=len(cl.members),
+        reliable=cl.reliable,
+        space_group=space_group(by_index[cl.representative].structure)[0],
+        label_distance=label_distance,
+    )
+
+
 def cluster_documents(pool: PoolDocument, clusters: list[Cluster], n: int) -> list[ClusterDocument]:
     """Documents of the ``n`` lowest clusters, with their representatives' space groups."""
     by_index = {cand.index: cand for cand in pool.candidates}
-    return [
-        ClusterDocument(
-            rank=r,
-            representative=cl.representative,
-            energy_per_atom=cl.energy_per_atom,
-            size=len(cl.members),
-            reliable=cl.reliable,
-            space_group=space_group(by_index[cl.representative].structure)[0],
-        )
-        for r, cl in enumerate(clusters[:n], start=1)
-    ]
+    return [_document(by_index, cl, r) for r, cl in enumerate(clusters[:n], start=1)]
 
 
 def novel_clusters(
@@ -89,18 +94,7 @@ def novel_clusters(
         if distance > sel.min_fingerprint_distance:
             ranked.append((distance, rank, cl))
     ranked.sort(key=lambda t: (-t[0], t[1]))
-    return [
-        ClusterDocument(
-            rank=rank,
-            representative=cl.representative,
-            energy_per_atom=cl.energy_per_atom,
-            size=len(cl.members),
-            reliable=cl.reliable,
-            space_group=space_group(by_index[cl.representative].structure)[0],
-            label_distance=distance,
-        )
-        for distance, rank, cl in ranked[:k]
-    ]
+    return [_document(by_index, cl, rank, distance) for distance, rank, cl in ranked[:k]]
 
 
 def analyse_cycle(
