@@ -36,6 +36,25 @@ def _cand(i, atoms, energy, status=CandidateStatus.CONVERGED):
     )
 
 
+def _pool(cands, cycle):
+    """An Si8 pool of ``cands`` (random cells) after ``cycle``."""
+    from crysal_flows.generation.schemas import PoolDocument
+
+    n = len(cands)
+    return PoolDocument(
+        composition="Si8",
+        cycle=cycle,
+        n_atoms=8,
+        seed=1,
+        reference_volume=160.0,
+        n_symmetric=0,
+        n_tiled=0,
+        n_random=n,
+        attempts=n,
+        candidates=cands,
+    )
+
+
 def test_clusters_join_same_structure_and_energy_only():
     d = bulk("Si", "diamond", a=5.43, cubic=True)
     rattled = d.copy()
@@ -206,7 +225,6 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
 
     from crysal_flows.analysis.summary import analyse_cycle
     from crysal_flows.config import load_config
-    from crysal_flows.generation.schemas import PoolDocument
     from crysal_flows.labelling.schemas import TrainingSetDocument
     from crysal_flows.schemas import SearchState
     from crysal_flows.training.schemas import EnsembleDocument
@@ -225,18 +243,7 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
             _cand(1, fcc, -4.25 + shift),
             _cand(2, bcc, e_bcc + shift),
         ]
-        return PoolDocument(
-            composition="Si8",
-            cycle=cycle,
-            n_atoms=8,
-            seed=1,
-            reference_volume=160.0,
-            n_symmetric=0,
-            n_tiled=0,
-            n_random=3,
-            attempts=3,
-            candidates=cands,
-        )
+        return _pool(cands, cycle)
 
     ts = TrainingSetDocument(
         cycle=0,
@@ -272,7 +279,6 @@ def test_validation_takes_the_novel_cluster_beside_the_lowest():
 
     from crysal_flows.analysis.summary import analyse_cycle
     from crysal_flows.config import load_config
-    from crysal_flows.generation.schemas import PoolDocument
     from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
     from crysal_flows.schemas import SearchState
     from crysal_flows.training.schemas import EnsembleDocument
@@ -288,18 +294,7 @@ def test_validation_takes_the_novel_cluster_beside_the_lowest():
     stuck = _cand(3, s["bcc"], -4.42, CandidateStatus.UNCERTAIN)  # never moved: stuck
     moved = _cand(4, s["sc"], -4.40, CandidateStatus.UNCERTAIN).model_copy(update={"steps": 5})
     cands = [_cand(0, s["d"], -4.5), _cand(1, s["fcc"], -4.46), _cand(2, s["hcp"], -4.44)]
-    pool = PoolDocument(
-        composition="Si8",
-        cycle=1,
-        n_atoms=8,
-        seed=1,
-        reference_volume=160.0,
-        n_symmetric=0,
-        n_tiled=0,
-        n_random=5,
-        attempts=5,
-        candidates=[*cands, stuck, moved],
-    )
+    pool = _pool([*cands, stuck, moved], cycle=1)
 
     def summary(labelled, **validation):
         cfg = load_config({**TINY, "validation": {"n_structures": 3, **validation}})
