@@ -10,12 +10,17 @@ finds. No search is rerun: a rule is measured on searches that ran to ``max_cycl
 
 Rules (all with the run's ``min_cycles``):
 
-- ``current``: the search's own rule (top-k cluster energies moved at most ``energy_tolerance``,
-  prediction error at most ``max_prediction_error``, best cluster reliable);
+- ``current``: what the run decided itself (its stored ``converged``; for runs made before the
+  held rule: top-k cluster energies moved at most ``energy_tolerance``, prediction error at most
+  ``max_prediction_error``, best cluster reliable);
 - ``no-new-top<k>``: none of this cycle's top k clusters is new (each lies within the clustering's
   fingerprint tolerance of one of the previous cycle's top 10), with ``+mae`` also the prediction
-  error bound, with ``+rel`` the best cluster reliable; ``x2``, ``x3``: two or three cycles in a
-  row.
+  error bound, with ``+rel`` the best cluster reliable, with ``+moved`` the best cluster's
+  representative not stuck where it started (converged, or moved before it stopped), with
+  ``+settled`` either of the two; ``x2``, ``x3``: two or three cycles in a row.
+
+Each run's cost "with the search's own stopping rules" applies what the search does today: its
+stored ``converged``, or the held rule (``no-new-top1x<best_held_cycles>+moved``).
 
     python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
 
@@ -140,6 +145,8 @@ def replay(store_path: str, cfg, cache: dict) -> list[list[dict]]:
                     "mae": s.get("prediction_mae"),
                     "converged": s.get("converged"),
                     "best_reliable": bool(s["clusters"]) and bool(s["clusters"][0]["reliable"]),
+                    "best_moved": bool(s["clusters"])
+                    and not by_index[s["clusters"][0]["representative"]].stuck,
                     "fingerprints": [
                         fingerprint(structure_to_atoms(by_index[c["representative"]].structure))
                         for c in s["clusters"][:10]
@@ -181,6 +188,12 @@ def rules(cfg) -> dict:
             )
             out[name + "+rel"] = lambda rows, i, k=k, t=times: (
                 quiet(rows, i, k, t) and rows[i].get("best_reliable", False)
+            )
+            out[name + "+moved"] = lambda rows, i, k=k, t=times: (
+                quiet(rows, i, k, t) and rows[i]["best_moved"]
+            )
+            out[name + "+settled"] = lambda rows, i, k=k, t=times: (
+                quiet(rows, i, k, t) and (rows[i]["best_moved"] or rows[i]["best_reliable"])
             )
     return out
 
@@ -229,7 +242,7 @@ def main() -> None:
             with open(args.cache, "w") as f:
                 json.dump(cache, f)
     k = cfg.analysis.best_held_cycles  # the search's held rule, beside its energies
-    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+rel") if k else None
+    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+moved") if k else None
     for rows in runs:
         print(
             f"{rows[0]['run']}: validating cycle 0..{rows[-1]['cycle']} finds the reference: "

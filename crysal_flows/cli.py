@@ -342,10 +342,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             if "min_cycles" in crit:
                 span += f", at least {int(crit['min_cycles'])}"
         reliable = bool(s["clusters"]) and s["clusters"][0]["reliable"]
+        stuck = bool(s["clusters"]) and s["clusters"][0].get("stuck", False)
+        held = ""
+        if crit.get("best_held_cycles"):
+            held = (
+                f", best structure held {s.get('best_held_cycles', 0)}/"
+                f"{int(crit['best_held_cycles'])} cycles"
+            )
         lines.append(
             f"  stopping rule: top energies moved {meV(change)}{tol}, prediction MAE "
-            f"{meV(mae)}{tol_mae}, best cluster at a converged minimum: "
-            f"{'yes' if reliable else 'no'}{span}; {s['decision'].split(':')[0]}"
+            f"{meV(mae)}{tol_mae}{held}, best cluster at a converged minimum: "
+            f"{'yes' if reliable else 'no'}, stuck where it started: {'yes' if stuck else 'no'}"
+            f"{span}; {s['decision'].split(':')[0]}"
         )
     p = view.progress
     if p is not None and p.validating:

@@ -362,8 +362,9 @@ class AnalysisConfig(_Strict):
         ge=0,
         description="Also converged, whatever the energies did, when this many cycles in a row "
         "the best cluster's structure was already among the previous cycle's top 10 clusters "
-        "(fingerprints closer than cluster_fingerprint_tolerance) and it sits at a minimum an "
-        "ensemble converged it to; 0 switches this off.",
+        "(fingerprints closer than cluster_fingerprint_tolerance) and this cycle's ensemble "
+        "converged it or moved it before it stopped it as uncertain (not stuck where it "
+        "started); 0 switches this off.",
     )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
     max_cycles: int = Field(

@@ -125,6 +125,31 @@ def test_stopping_rule(top, previous, mae, reliable, done, held, converged, stop
     assert StoppingRule.energy_change([-4.0, -3.8, -3.5], [-4.02, -3.85]) == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize(
+    ("top", "previous", "mae", "reliable", "moved", "held", "converged", "words"),
+    [
+        # held two cycles: the newest ensemble must have moved (or converged) the best structure
+        (*MOVED, None, False, True, 2, True, "best cluster uncertain, moved"),
+        (*MOVED, None, False, False, 2, False, "best cluster stuck where it started"),
+        (*MOVED, None, True, False, 2, False, "stuck where it started (converged in an earlier"),
+        (*MOVED, None, True, True, 2, True, "best cluster converged"),
+        (*MOVED, None, False, True, 1, False, "best cluster uncertain, moved"),
+        # the energy rule still asks for a converged best cluster, moved or not
+        (*STILL, 0.01, True, False, 0, True, "stuck where it started"),
+        (*STILL, 0.01, False, True, 0, False, "best cluster uncertain, moved"),
+    ],
+)
+def test_held_rule_needs_a_best_structure_the_ensemble_moved(
+    top, previous, mae, reliable, moved, held, converged, words
+):
+    rule = StoppingRule(
+        AnalysisConfig(energy_tolerance=0.01, max_prediction_error=0.03, min_cycles=2, max_cycles=5)
+    )
+    d = rule.decide(top, previous, mae, reliable, 3, held, best_moved=moved)
+    assert d.converged == converged and d.stop == converged
+    assert words in d.reason
+
+
 def test_merge_shards_keeps_candidates_of_a_missing_shard(si_frames):
     from crysal_flows.relaxation.jobs import merge_shards
     from crysal_flows.relaxation.schemas import ShardDocument
@@ -260,6 +285,7 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
     seen = []
     # diamond best in cycles 0-1, bcc (new) in 2, 3 and 4; the energies shift by 60 meV a cycle
     for cycle, best in enumerate([False, False, True, True, True]):
+        before = state
         s = analyse_cycle(pool(cycle, best, 0.06 * cycle), ts, ens, state, cfg, f"s{cycle}", uuids)
         seen.append((s.best_held_cycles, s.converged))
         assert s.top_energy_change is None or s.top_energy_change > cfg.analysis.energy_tolerance
@@ -269,6 +295,17 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
             assert s.stop and s.decision.startswith("converged") and "held 2/2" in s.decision
             break
     assert seen == [(0, False), (1, False), (0, False), (1, False), (2, True)]
+    # the same last cycle, had its ensemble stopped the best candidate (bcc) as uncertain: where
+    # it started, it goes on; after a few steps, it stops as before
+    for steps, converged in ((0, False), (4, True)):
+        last = pool(4, True, 0.24)
+        last.candidates[2] = last.candidates[2].model_copy(
+            update={"status": CandidateStatus.UNCERTAIN, "steps": steps}
+        )
+        s = analyse_cycle(last, ts, ens, before, cfg, "s4", uuids)
+        assert s.best_held_cycles == 2 and s.converged == converged
+        assert s.clusters[0].representative == 2 and s.clusters[0].stuck == (steps == 0)
+        assert ("stuck where it started" in s.decision) == (not converged)
 
 
 def test_validation_takes_the_novel_cluster_beside_the_lowest():

@@ -1,6 +1,7 @@
 """The ``crysal`` command as a user types it, each in a new process."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def test_finished_run_status_results_export_plot_models(tmp_path):
     assert "run tiny (" in status.stdout and ": finished;" in status.stdout
     assert "1 cycle(s) done; 8 oracle single points" in status.stdout
     assert "result: oracle cost" in status.stdout
+    # the stopping rule's state: how long the best structure held, and whether the last
+    # ensemble left the best cluster stuck where it started
+    assert "best structure held 0/2 cycles, best cluster at a converged minimum: " in status.stdout
+    assert re.search(r"stuck where it started: (yes|no); cycles 1 of at most", status.stdout)
 
     res = crysal("results", "--store", store, "--json")
     (report,) = json.loads(res.stdout)

@@ -22,6 +22,7 @@ class Cluster:
     energy_per_atom: float
     members: list[int]
     reliable: bool  # representative at a minimum an ensemble converged it to (Candidate)
+    stuck: bool  # representative stopped as uncertain before its first step (Candidate.stuck)
     fingerprint: np.ndarray  # of the representative (crysal_flows.utils.fingerprint)
 
 
@@ -64,6 +65,7 @@ def cluster_low_energy(
                     energy_per_atom=c.energy_per_atom,
                     members=[c.index],
                     reliable=c.at_confirmed_minimum,
+                    stuck=c.stuck,
                     fingerprint=fp,
                 )
             )

@@ -22,6 +22,11 @@ class ClusterDocument(BaseModel):
         description="Representative converged with low uncertainty, this cycle or in an earlier "
         "one without moving since.",
     )
+    stuck: bool = Field(
+        False,
+        description="Representative stopped as uncertain before its first step: this cycle's "
+        "ensemble does not trust it where it lies.",
+    )
     space_group: str = Field(..., description="Space group of the representative (tol 0.1 A).")
     label_distance: float | None = Field(
         None,

@@ -1,19 +1,22 @@
 """The stopping rule of the search, used by each cycle's analysis and by a resumed run.
 
-A search is converged after a cycle, once at least ``min_cycles`` cycles ran and the best
-cluster's representative sits at a minimum that an ensemble converged it to with low uncertainty
-(this cycle, or an earlier one if it has not moved since: a retrained ensemble that stops it as
-uncertain before its first step leaves it there), when either
+A search is converged after a cycle, once at least ``min_cycles`` cycles ran, when either
 
 - the energies of the top ``n_top_clusters`` clusters moved less than ``energy_tolerance`` since
-  the previous cycle and the previous ensemble predicted this cycle's low-energy labels within
-  ``max_prediction_error`` before it was retrained on them; or
+  the previous cycle, the previous ensemble predicted this cycle's low-energy labels within
+  ``max_prediction_error`` before it was retrained on them, and the best cluster's
+  representative sits at a minimum that an ensemble converged it to with low uncertainty (this
+  cycle, or an earlier one if it has not moved since: a retrained ensemble that stops it as
+  uncertain before its first step leaves it there); or
 - its best structure *held*: for ``best_held_cycles`` cycles in a row, the best cluster's
-  structure was already among the previous cycle's top clusters (by fingerprint). The
-  ensemble's energies move with every retraining by about its error, tens of meV/atom at a few
-  hundred labels, even where its ranking of the structures no longer changes; the structures
-  are what the search is for (docs/benchmarks.md, "Stopping rules, replayed on finished
-  searches").
+  structure was already among the previous cycle's top clusters (by fingerprint), and this
+  cycle's ensemble was not uncertain where the best representative lies: it converged it, or
+  moved it at least one step before it stopped it as uncertain. The ensemble's energies move
+  with every retraining by about its error, tens of meV/atom at a few hundred labels, even
+  where its ranking of the structures no longer changes; the structures are what the search is
+  for. A best structure that the newest ensemble stops where it starts (*stuck*) is a guess in
+  a region it does not know, whatever an older ensemble thought of it (docs/benchmarks.md,
+  "Stopping rules, replayed on finished searches" and "A best structure the ensemble moved").
 
 It stops when converged or after ``max_cycles`` cycles.
 """
@@ -88,6 +91,7 @@ class StoppingRule:
         best_reliable: bool,
         cycles_done: int,
         held: int = 0,
+        best_moved: bool | None = None,
     ) -> Decision:
         """Apply the rule after a cycle.
 
@@ -104,14 +108,27 @@ class StoppingRule:
             Cycles finished, this one included.
         held
             Cycles in a row, this one included, whose best structure was not new (``held``).
+        best_moved
+            Whether this cycle's ensemble converged the best cluster's representative or moved
+            it before it stopped it as uncertain (not ``Candidate.stuck``); None: as
+            ``best_reliable``.
         """
         cfg = self.config
         change = self.energy_change(previous_top, top)
         stable = change is not None and change <= cfg.energy_tolerance
         accurate = prediction_mae is not None and prediction_mae <= cfg.max_prediction_error
         best_held = cfg.best_held_cycles > 0 and held >= cfg.best_held_cycles
-        converged = (
-            ((stable and accurate) or best_held) and best_reliable and cycles_done >= cfg.min_cycles
+        if best_moved is None:
+            best = "best cluster converged" if best_reliable else "best cluster uncertain"
+            best_moved = best_reliable
+        elif best_moved:
+            best = "best cluster converged" if best_reliable else "best cluster uncertain, moved"
+        else:
+            best = "best cluster stuck where it started" + (
+                " (converged in an earlier cycle)" if best_reliable else ""
+            )
+        converged = cycles_done >= cfg.min_cycles and (
+            (stable and accurate and best_reliable) or (best_held and best_moved)
         )
         parts = [
             f"top-{cfg.n_top_clusters} energies moved "
@@ -124,7 +141,7 @@ class StoppingRule:
                 f"best structure held {min(held, cfg.best_held_cycles)}/"
                 f"{cfg.best_held_cycles} cycles"
             )
-        parts.append("best cluster converged" if best_reliable else "best cluster uncertain")
+        parts.append(best)
         reasons = ", ".join(parts)
         if converged:
             reason = f"converged: {reasons}"

@@ -51,6 +51,7 @@ def _document(
         energy_per_atom=cl.energy_per_atom,
         size=len(cl.members),
         reliable=cl.reliable,
+        stuck=cl.stuck,
         space_group=space_group(by_index[cl.representative].structure)[0],
         label_distance=label_distance,
     )
@@ -158,6 +159,7 @@ def analyse_cycle(
         bool(clusters) and clusters[0].reliable,
         c + 1,
         held,
+        best_moved=bool(clusters) and not clusters[0].stuck,
     )
     energies = sorted(
         cand.energy_per_atom
