@@ -19,8 +19,10 @@ Rules (all with the run's ``min_cycles``):
   representative not stuck where it started (converged, or moved before it stopped), with
   ``+settled`` either of the two; ``x2``, ``x3``: two or three cycles in a row.
 
-Each run's cost "with the search's own stopping rules" applies what the search does today: its
-stored ``converged``, or the held rule (``no-new-top1x<best_held_cycles>+moved``).
+Each run's cost "with the search's own stopping rules" applies what the search does today to the
+stored summaries: the energy rule, or the held rule (``no-new-top1x<best_held_cycles>+moved``);
+where the run stopped earlier under the rules it ran with and these would have gone on, it says
+so instead of a cost.
 
     python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
 
@@ -241,7 +243,19 @@ def main() -> None:
         if args.cache:
             with open(args.cache, "w") as f:
                 json.dump(cache, f)
-    k = cfg.analysis.best_held_cycles  # the search's held rule, beside its energies
+    an = cfg.analysis
+
+    def energies(r: dict) -> bool:
+        """The search's energy rule, from the stored summary (not the run's own decision)."""
+        return (
+            r["change"] is not None
+            and r["change"] <= an.energy_tolerance
+            and r["mae"] is not None
+            and r["mae"] <= an.max_prediction_error
+            and r["best_reliable"]
+        )
+
+    k = an.best_held_cycles  # the search's held rule, beside its energies
     held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+moved") if k else None
     for rows in runs:
         print(
@@ -257,11 +271,18 @@ def main() -> None:
                 i
                 for i in range(len(rows))
                 if rows[i]["cycle"] + 1 >= cfg.analysis.min_cycles
-                and (rows[i]["converged"] or (held is not None and held(rows, i)))
+                and (energies(rows[i]) or (held is not None and held(rows, i)))
             ),
-            len(rows) - 1,
+            None,
         )
-        r = rows[at]
+        if at is None and rows[-1]["cycle"] + 1 < cfg.analysis.max_cycles:
+            # the run stopped under the rules it ran with; these would have gone on
+            print(
+                f"  with the search's own stopping rules: not known, they go on past cycle "
+                f"{rows[-1]['cycle']}, where the run stopped under the rules it ran with"
+            )
+            continue
+        r = rows[len(rows) - 1 if at is None else at]
         print(
             f"  with the search's own stopping rules: after cycle {r['cycle']}, oracle cost "
             f"{r['single_points'] + r['validation_calls']} ({r['single_points']} + "
