@@ -17,12 +17,14 @@ Rules (all with the run's ``min_cycles``):
   fingerprint tolerance of one of the previous cycle's top 10), with ``+mae`` also the prediction
   error bound, with ``+rel`` the best cluster reliable, with ``+moved`` the best cluster's
   representative not stuck where it started (converged, or moved before it stopped), with
-  ``+settled`` either of the two; ``x2``, ``x3``: two or three cycles in a row.
+  ``+settled`` either of the two; ``+moved+start``: as ``+moved``, and a search on a prior
+  compares cycle 0's clusters with those of the pool as the prior alone relaxed it (the search
+  does); ``x2``, ``x3``: two or three cycles in a row.
 
 Each run's cost "with the search's own stopping rules" applies what the search does today to the
-stored summaries: the energy rule, or the held rule (``no-new-top1x<best_held_cycles>+moved``);
-where the run stopped earlier under the rules it ran with and these would have gone on, it says
-so instead of a cost.
+stored summaries: the energy rule, or the held rule
+(``no-new-top1x<best_held_cycles>+moved+start``); where the run stopped earlier under the rules
+it ran with and these would have gone on, it says so instead of a cost.
 
     python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
 
@@ -87,6 +89,27 @@ def replay(store_path: str, cfg, cache: dict) -> list[list[dict]]:
     for run_id in find_runs(store):
         view = load_run(store, run_id)
         rows = []
+        # a search on a prior: the pool as the prior alone relaxed it, before cycle 0
+        start = store.query_one(
+            {
+                "metadata.crysal_run": run_id,
+                "metadata.crysal_step": "merge_shards",
+                "metadata.crysal_cycle": -1,
+            },
+            properties=["uuid"],
+        )
+        start_fingerprints = None
+        if start is not None:
+            start_pool = PoolDocument.model_validate(store.get_output(start["uuid"], load=True))
+            start_fingerprints = [
+                cl.fingerprint
+                for cl in cluster_low_energy(
+                    start_pool.candidates,
+                    an.energy_window,
+                    an.cluster_energy_tolerance,
+                    an.cluster_fingerprint_tolerance,
+                )[:10]
+            ]
         for s in view.summaries:
             pool = PoolDocument.model_validate(store.get_output(s["resume"]["pool"], load=True))
             by_index = {c.index: c for c in pool.candidates}
@@ -153,6 +176,7 @@ def replay(store_path: str, cfg, cache: dict) -> list[list[dict]]:
                         fingerprint(structure_to_atoms(by_index[c["representative"]].structure))
                         for c in s["clusters"][:10]
                     ],
+                    "start_fingerprints": start_fingerprints,
                 }
             )
         runs.append(rows)
@@ -175,9 +199,17 @@ def rules(cfg) -> dict:
     def accurate(r):
         return r["mae"] is not None and r["mae"] <= an.max_prediction_error
 
-    def quiet(rows, i, k, times):
-        return i >= times and all(
-            not new_in_top(rows[j - 1], rows[j], k, tol) for j in range(i - times + 1, i + 1)
+    def quiet(rows, i, k, times, start=False):
+        # with ``start``, a search on a prior compares cycle 0 with the prior's own relaxation
+        first = 0 if start and rows[0]["start_fingerprints"] else 1
+        return i - times + 1 >= first and all(
+            not new_in_top(
+                rows[j - 1] if j else {"fingerprints": rows[0]["start_fingerprints"]},
+                rows[j],
+                k,
+                tol,
+            )
+            for j in range(i - times + 1, i + 1)
         )
 
     out = {"current": lambda rows, i: bool(rows[i]["converged"])}
@@ -196,6 +228,9 @@ def rules(cfg) -> dict:
             )
             out[name + "+settled"] = lambda rows, i, k=k, t=times: (
                 quiet(rows, i, k, t) and (rows[i]["best_moved"] or rows[i]["best_reliable"])
+            )
+            out[name + "+moved+start"] = lambda rows, i, k=k, t=times: (
+                quiet(rows, i, k, t, start=True) and rows[i]["best_moved"]
             )
     return out
 
@@ -256,7 +291,7 @@ def main() -> None:
         )
 
     k = an.best_held_cycles  # the search's held rule, beside its energies
-    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+moved") if k else None
+    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+moved+start") if k else None
     for rows in runs:
         print(
             f"{rows[0]['run']}: validating cycle 0..{rows[-1]['cycle']} finds the reference: "

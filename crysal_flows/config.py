@@ -362,7 +362,8 @@ class AnalysisConfig(_Strict):
         ge=0,
         description="Also converged, whatever the energies did, when this many cycles in a row "
         "the best cluster's structure was already among the previous cycle's top 10 clusters "
-        "(fingerprints closer than cluster_fingerprint_tolerance) and this cycle's ensemble "
+        "(fingerprints closer than cluster_fingerprint_tolerance; for cycle 0 on a prior, the "
+        "pool as the prior alone relaxed it) and this cycle's ensemble "
         "converged it or moved it before it stopped it as uncertain (not stuck where it "
         "started); 0 switches this off.",
     )

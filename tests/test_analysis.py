@@ -295,6 +295,27 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
             assert s.stop and s.decision.startswith("converged") and "held 2/2" in s.decision
             break
     assert seen == [(0, False), (1, False), (0, False), (1, False), (2, True)]
+    # a search on a prior: cycle 0 is compared with the pool as the prior alone relaxed it, so
+    # a best structure the prior already ranked among its top clusters has held once after it
+    prior_pool = pool(-1, False, 0.3)
+    no_diamond = _pool([_cand(1, fcc, -4.25), _cand(2, bcc, -4.5)], -1)
+    for start, held in ((None, 0), (prior_pool, 1), (no_diamond, 0)):
+        s0 = analyse_cycle(
+            pool(0, False, 0.0), ts, ens, SearchState(run_id="r"), cfg, "s0", uuids, start
+        )
+        assert s0.best_held_cycles == held and s0.resume.next_state.stable_cycles == held
+    s1 = analyse_cycle(
+        pool(1, False, 0.06),
+        ts,
+        ens,
+        analyse_cycle(
+            pool(0, False, 0.0), ts, ens, SearchState(run_id="r"), cfg, "s0", uuids, prior_pool
+        ).resume.next_state,
+        cfg,
+        "s1",
+        uuids,
+    )
+    assert s1.best_held_cycles == 2 and s1.converged and "held 2/2" in s1.decision
     # the same last cycle, had its ensemble stopped the best candidate (bcc) as uncertain: where
     # it started, it goes on; after a few steps, it stops as before
     for steps, converged in ((0, False), (4, True)):

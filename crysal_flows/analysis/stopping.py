@@ -9,7 +9,8 @@ A search is converged after a cycle, once at least ``min_cycles`` cycles ran, wh
   cycle, or an earlier one if it has not moved since: a retrained ensemble that stops it as
   uncertain before its first step leaves it there); or
 - its best structure *held*: for ``best_held_cycles`` cycles in a row, the best cluster's
-  structure was already among the previous cycle's top clusters (by fingerprint), and this
+  structure was already among the previous cycle's top clusters (by fingerprint; cycle 0 of a
+  search on a prior looks at the pool as the prior alone relaxed it), and this
   cycle's ensemble was not uncertain where the best representative lies: it converged it, or
   moved it at least one step before it stopped it as uncertain. The ensemble's energies move
   with every retraining by about its error, tens of meV/atom at a few hundred labels, even

@@ -136,21 +136,22 @@ def analyse_cycle(
     )
     top = [cl.energy_per_atom for cl in clusters[: an.n_top_clusters]]
     previous = state.history[-1] if state.history else None
+    previous_prints = state.top_fingerprints
     if previous is None and start_pool is not None:
-        # the prior's energies, on the oracle's energy zero (see TrainingSetDocument)
+        # cycle 0 on a prior: compared with the pool as the prior alone relaxed it, its
+        # energies on the oracle's energy zero (see TrainingSetDocument)
+        start = cluster_low_energy(
+            start_pool.candidates,
+            an.energy_window,
+            an.cluster_energy_tolerance,
+            an.cluster_fingerprint_tolerance,
+        )
         shift = training_set.prediction_offset or 0.0
-        previous = [
-            cl.energy_per_atom + shift
-            for cl in cluster_low_energy(
-                start_pool.candidates,
-                an.energy_window,
-                an.cluster_energy_tolerance,
-                an.cluster_fingerprint_tolerance,
-            )[: an.n_top_clusters]
-        ]
+        previous = [cl.energy_per_atom + shift for cl in start[: an.n_top_clusters]]
+        previous_prints = [cl.fingerprint for cl in start[:N_HELD_TOP]]
     rule = StoppingRule(an)
     held = rule.held(
-        clusters[0].fingerprint if clusters else None, state.top_fingerprints, state.stable_cycles
+        clusters[0].fingerprint if clusters else None, previous_prints, state.stable_cycles
     )
     decision = rule.decide(
         top,
