@@ -342,7 +342,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             if "min_cycles" in crit:
                 span += f", at least {int(crit['min_cycles'])}"
         reliable = bool(s["clusters"]) and s["clusters"][0]["reliable"]
-        stuck = bool(s["clusters"]) and s["clusters"][0].get("stuck", False)
+        stuck = ""  # summaries written before the field have no answer
+        if s["clusters"] and "stuck" in s["clusters"][0]:
+            stuck = f", stuck where it started: {'yes' if s['clusters'][0]['stuck'] else 'no'}"
         held = ""
         if crit.get("best_held_cycles"):
             held = (
@@ -352,8 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(
             f"  stopping rule: top energies moved {meV(change)}{tol}, prediction MAE "
             f"{meV(mae)}{tol_mae}{held}, best cluster at a converged minimum: "
-            f"{'yes' if reliable else 'no'}, stuck where it started: {'yes' if stuck else 'no'}"
-            f"{span}; {s['decision'].split(':')[0]}"
+            f"{'yes' if reliable else 'no'}{stuck}{span}; {s['decision'].split(':')[0]}"
         )
     p = view.progress
     if p is not None and p.validating:

@@ -17,7 +17,8 @@ A search is converged after a cycle, once at least ``min_cycles`` cycles ran, wh
   where its ranking of the structures no longer changes; the structures are what the search is
   for. A best structure that the newest ensemble stops where it starts (*stuck*) is a guess in
   a region it does not know, whatever an older ensemble thought of it (docs/benchmarks.md,
-  "Stopping rules, replayed on finished searches" and "A best structure the ensemble moved").
+  "Stopping rules, replayed on finished searches" and "The held rule asks the newest
+  ensemble").
 
 It stops when converged or after ``max_cycles`` cycles.
 """
