@@ -19,11 +19,12 @@ Rules (all with the run's ``min_cycles``):
   representative not stuck where it started (converged, or moved before it stopped), with
   ``+settled`` either of the two; ``+moved+start``: as ``+moved``, and a search on a prior
   compares cycle 0's clusters with those of the pool as the prior alone relaxed it (the search
-  does); ``x2``, ``x3``: two or three cycles in a row.
+  does); ``+recent+start``: as ``+moved+start``, or the best representative converged in one of
+  the cycles its structure held through; ``x2``, ``x3``: two or three cycles in a row.
 
 Each run's cost "with the search's own stopping rules" applies what the search does today to the
 stored summaries: the energy rule, or the held rule
-(``no-new-top1x<best_held_cycles>+moved+start``); where the run stopped earlier under the rules
+(``no-new-top1x<best_held_cycles>+recent+start``); where the run stopped earlier under the rules
 it ran with and these would have gone on, it says so instead of a cost.
 
     python benchmarks/stopping_replay.py examples/si16.yaml --stores run_s0 run_s1 run_s2
@@ -172,6 +173,11 @@ def replay(store_path: str, cfg, cache: dict) -> list[list[dict]]:
                     "best_reliable": bool(s["clusters"]) and bool(s["clusters"][0]["reliable"]),
                     "best_moved": bool(s["clusters"])
                     and not by_index[s["clusters"][0]["representative"]].stuck,
+                    "best_converged_cycle": by_index[
+                        s["clusters"][0]["representative"]
+                    ].converged_cycle
+                    if s["clusters"]
+                    else None,
                     "fingerprints": [
                         fingerprint(structure_to_atoms(by_index[c["representative"]].structure))
                         for c in s["clusters"][:10]
@@ -198,6 +204,11 @@ def rules(cfg) -> dict:
 
     def accurate(r):
         return r["mae"] is not None and r["mae"] <= an.max_prediction_error
+
+    def recent(r, times):
+        # moved by the newest ensemble, or converged by one of the cycles it held through
+        c = r["best_converged_cycle"]
+        return r["best_moved"] or (c is not None and c >= r["cycle"] - times + 1)
 
     def quiet(rows, i, k, times, start=False):
         # with ``start``, a search on a prior compares cycle 0 with the prior's own relaxation
@@ -231,6 +242,9 @@ def rules(cfg) -> dict:
             )
             out[name + "+moved+start"] = lambda rows, i, k=k, t=times: (
                 quiet(rows, i, k, t, start=True) and rows[i]["best_moved"]
+            )
+            out[name + "+recent+start"] = lambda rows, i, k=k, t=times: (
+                quiet(rows, i, k, t, start=True) and recent(rows[i], t)
             )
     return out
 
@@ -291,7 +305,7 @@ def main() -> None:
         )
 
     k = an.best_held_cycles  # the search's held rule, beside its energies
-    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+moved+start") if k else None
+    held = rules(cfg).get(f"no-new-top1{f'x{k}' if k > 1 else ''}+recent+start") if k else None
     for rows in runs:
         print(
             f"{rows[0]['run']}: validating cycle 0..{rows[-1]['cycle']} finds the reference: "

@@ -365,7 +365,7 @@ class AnalysisConfig(_Strict):
         "(fingerprints closer than cluster_fingerprint_tolerance; for cycle 0 on a prior, the "
         "pool as the prior alone relaxed it) and this cycle's ensemble "
         "converged it or moved it before it stopped it as uncertain (not stuck where it "
-        "started); 0 switches this off.",
+        "started), or an ensemble of those cycles converged it there; 0 switches this off.",
     )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
     max_cycles: int = Field(

@@ -318,10 +318,21 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
     assert s1.best_held_cycles == 2 and s1.converged and "held 2/2" in s1.decision
     # the same last cycle, had its ensemble stopped the best candidate (bcc) as uncertain: where
     # it started, it goes on; after a few steps, it stops as before
-    for steps, converged in ((0, False), (4, True)):
+    # ... and stuck where an ensemble of the two cycles it held through converged it (cycle 3),
+    # it stops; converged before the streak (cycle 2), it goes on
+    for steps, converged_cycle, converged in (
+        (0, None, False),
+        (4, None, True),
+        (0, 3, True),
+        (0, 2, False),
+    ):
         last = pool(4, True, 0.24)
         last.candidates[2] = last.candidates[2].model_copy(
-            update={"status": CandidateStatus.UNCERTAIN, "steps": steps}
+            update={
+                "status": CandidateStatus.UNCERTAIN,
+                "steps": steps,
+                "converged_cycle": converged_cycle,
+            }
         )
         s = analyse_cycle(last, ts, ens, before, cfg, "s4", uuids)
         assert s.best_held_cycles == 2 and s.converged == converged

@@ -12,13 +12,14 @@ A search is converged after a cycle, once at least ``min_cycles`` cycles ran, wh
   structure was already among the previous cycle's top clusters (by fingerprint; cycle 0 of a
   search on a prior looks at the pool as the prior alone relaxed it), and this
   cycle's ensemble was not uncertain where the best representative lies: it converged it, or
-  moved it at least one step before it stopped it as uncertain. The ensemble's energies move
+  moved it at least one step before it stopped it as uncertain; or an ensemble of the cycles
+  the structure held through converged it there. The ensemble's energies move
   with every retraining by about its error, tens of meV/atom at a few hundred labels, even
   where its ranking of the structures no longer changes; the structures are what the search is
   for. A best structure that the newest ensemble stops where it starts (*stuck*) is a guess in
-  a region it does not know, whatever an older ensemble thought of it (docs/benchmarks.md,
-  "Stopping rules, replayed on finished searches" and "The held rule asks the newest
-  ensemble").
+  a region it does not know, whatever an ensemble before the streak thought of it
+  (docs/benchmarks.md, "Stopping rules, replayed on finished searches" and "The held rule asks
+  the newest ensemble").
 
 It stops when converged or after ``max_cycles`` cycles.
 """
@@ -112,8 +113,8 @@ class StoppingRule:
             Cycles in a row, this one included, whose best structure was not new (``held``).
         best_moved
             Whether this cycle's ensemble converged the best cluster's representative or moved
-            it before it stopped it as uncertain (not ``Candidate.stuck``); None: as
-            ``best_reliable``.
+            it before it stopped it as uncertain (not ``Candidate.stuck``), or an ensemble of the
+            held cycles converged it there; None: as ``best_reliable``.
         """
         cfg = self.config
         change = self.energy_change(previous_top, top)

@@ -98,6 +98,19 @@ def novel_clusters(
     return [_document(by_index, cl, rank, distance) for distance, rank, cl in ranked[:k]]
 
 
+def _trusted(best: Cluster, pool: PoolDocument, cycle: int, held_cycles: int) -> bool:
+    """Whether the held rule may stop on the best cluster ``best``.
+
+    This cycle's ensemble moved its representative (converged it, or stepped before stopping it
+    as uncertain), or an ensemble of the cycles its structure held through converged it there
+    (on a prior: cycle 0's, the first after the prior's relaxation).
+    """
+    if not best.stuck:
+        return True
+    rep = next(cand for cand in pool.candidates if cand.index == best.representative)
+    return rep.converged_cycle is not None and rep.converged_cycle >= cycle - held_cycles + 1
+
+
 def analyse_cycle(
     pool: PoolDocument,
     training_set: TrainingSetDocument,
@@ -160,7 +173,7 @@ def analyse_cycle(
         bool(clusters) and clusters[0].reliable,
         c + 1,
         held,
-        best_moved=bool(clusters) and not clusters[0].stuck,
+        best_moved=bool(clusters) and _trusted(clusters[0], pool, c, an.best_held_cycles),
     )
     energies = sorted(
         cand.energy_per_atom
