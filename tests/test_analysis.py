@@ -145,7 +145,7 @@ def test_held_rule_needs_a_best_structure_the_ensemble_moved(
     rule = StoppingRule(
         AnalysisConfig(energy_tolerance=0.01, max_prediction_error=0.03, min_cycles=2, max_cycles=5)
     )
-    d = rule.decide(top, previous, mae, reliable, 3, held, best_moved=moved)
+    d = rule.decide(top, previous, mae, reliable, 3, held, best_trusted=moved)
     assert d.converged == converged and d.stop == converged
     assert words in d.reason
 

@@ -94,7 +94,7 @@ class StoppingRule:
         best_reliable: bool,
         cycles_done: int,
         held: int = 0,
-        best_moved: bool | None = None,
+        best_trusted: bool | None = None,
     ) -> Decision:
         """Apply the rule after a cycle.
 
@@ -111,7 +111,7 @@ class StoppingRule:
             Cycles finished, this one included.
         held
             Cycles in a row, this one included, whose best structure was not new (``held``).
-        best_moved
+        best_trusted
             Whether this cycle's ensemble converged the best cluster's representative or moved
             it before it stopped it as uncertain (not ``Candidate.stuck``), or an ensemble of the
             held cycles converged it there; None: as ``best_reliable``.
@@ -121,17 +121,17 @@ class StoppingRule:
         stable = change is not None and change <= cfg.energy_tolerance
         accurate = prediction_mae is not None and prediction_mae <= cfg.max_prediction_error
         best_held = cfg.best_held_cycles > 0 and held >= cfg.best_held_cycles
-        if best_moved is None:
+        if best_trusted is None:
             best = "best cluster converged" if best_reliable else "best cluster uncertain"
-            best_moved = best_reliable
-        elif best_moved:
+            best_trusted = best_reliable
+        elif best_trusted:
             best = "best cluster converged" if best_reliable else "best cluster uncertain, moved"
         else:
             best = "best cluster stuck where it started" + (
                 " (converged in an earlier cycle)" if best_reliable else ""
             )
         converged = cycles_done >= cfg.min_cycles and (
-            (stable and accurate and best_reliable) or (best_held and best_moved)
+            (stable and accurate and best_reliable) or (best_held and best_trusted)
         )
         parts = [
             f"top-{cfg.n_top_clusters} energies moved "

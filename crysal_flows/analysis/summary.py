@@ -173,7 +173,7 @@ def analyse_cycle(
         bool(clusters) and clusters[0].reliable,
         c + 1,
         held,
-        best_moved=bool(clusters) and _trusted(clusters[0], pool, c, an.best_held_cycles),
+        best_trusted=bool(clusters) and _trusted(clusters[0], pool, c, an.best_held_cycles),
     )
     energies = sorted(
         cand.energy_per_atom
