@@ -7,6 +7,7 @@ against the energy change under a uniform strain.
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +279,31 @@ def test_cp2k_kpoints_are_the_full_gamma_mesh_reduced_by_time_reversal_only():
     assert tuple(k.kpts[0]) != (0.0, 0.0, 0.0)  # pymatgen would read a leading Gamma as Gamma only
     pts = {tuple(p) for p in k.kpts}
     assert not any(tuple(-x if abs(x) != 0.5 else x for x in p) in pts - {p} for p in pts)
+
+
+@pytest.mark.parametrize("cells, density, n_kpoints", [(1, 48, 36), (2, 8, 1)])
+def test_cp2k_input_smears_and_mixes_with_kpoints_and_at_gamma_alone(
+    cells, density, n_kpoints, monkeypatch, tmp_path
+):
+    """A large cell's mesh is Gamma alone; it once got OT with neither smearing nor mixing."""
+    from atomate2.cp2k.files import write_cp2k_input_set
+
+    from crysal_flows.oracles.cp2k import cp2k_data_dir, cp2k_kpoints
+
+    monkeypatch.setenv("PMG_CP2K_DATA_DIR", str(cp2k_data_dir()))
+    monkeypatch.chdir(tmp_path)
+    cell = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True)) * (cells, cells, cells)
+    assert len(cp2k_kpoints(cell, density).kpts) == n_kpoints
+    oracle = get_oracle(OracleConfig(kind="cp2k", kpoint_density=density))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "kpoints not supported with OT": none
+        warnings.filterwarnings("ignore", message="Unable to validate")
+        write_cp2k_input_set(cell, oracle.input_generator(cell))
+    text = Path("cp2k.inp").read_text().upper()
+    assert "&OT" not in text and "&DIAGONALIZATION" in text
+    assert "&SMEAR" in text and "FERMI_DIRAC" in text and "ELEC_TEMP 500" in text
+    assert "BROYDEN_MIXING" in text and "ALPHA 0.3" in text
+    assert ("&KPOINTS" in text) == (n_kpoints > 1)
 
 
 def test_cp2k_symmetric_cell_gets_zero_forces_and_isotropic_stress():

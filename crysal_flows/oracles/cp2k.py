@@ -33,6 +33,10 @@ CP2K_DEFAULTS: dict[str, Any] = {
     "rel_cutoff": 50,
     "smearing": True,
     "elec_temp": 500,  # K, Fermi-Dirac
+    # diagonalisation, always: pymatgen's default, orbital transformation (OT), takes no smearing
+    # and no k-points, so it fell back only where there are k-points; a cell whose mesh is Gamma
+    # alone (a large cell) got OT without the smearing and mixing set here
+    "ot": False,
     "spin_polarized": False,
     "eps_scf": 1e-6,
     # Broyden mixing with Kerker damping suited to metallic random cells: 16 instead of 26 SCF
