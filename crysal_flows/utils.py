@@ -10,6 +10,7 @@ from pymatgen.core import Composition, Element, Lattice, Structure
 __all__ = [
     "atoms_to_structure",
     "fingerprint",
+    "package_versions",
     "parse_composition",
     "reference_volume",
     "space_group",
@@ -134,3 +135,38 @@ def space_group(structure: Structure, symprec: float = 0.1) -> tuple[str, int]:
         return sga.get_space_group_symbol(), sga.get_space_group_number()
     except Exception:  # spglib can fail on distorted cells
         return "P1", 1
+
+
+#: The packages whose releases shape a search's numbers (models, optimisers, structures, oracles).
+PACKAGES = (
+    "crysal_flows",
+    "torch",
+    "mace-torch",
+    "e3nn",
+    "ase",
+    "pymatgen",
+    "numpy",
+    "scipy",
+    "spglib",
+    "pyxtal",
+    "matscipy",
+    "chgnet",
+    "sevenn",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Return the installed release of each of ``PACKAGES`` (those not installed are left out).
+
+    The same search repeats itself exactly for one set of releases, not across them: a new ASE,
+    pymatgen or numpy can send the same configuration down another path.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found

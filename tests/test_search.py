@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pytest
 from configs import CONVERGING, TINY
@@ -40,6 +41,9 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     report = memory_store.query_one({"metadata.crysal_step": "report"}, load=True)["output"]
     assert report["converged"] and report["cycles"] == len(summaries)
     assert report["oracle_cost"] == report["oracle_single_points"] + report["validation_steps"]
+    # the releases that shaped its numbers, as installed where it ran
+    assert report["packages"]["ase"] == version("ase")
+    assert report["packages"]["mace-torch"] == version("mace-torch")
     assert report["validation_steps"] > 0
     # the validation's oracle relaxations started from the last ensemble's Hessian
     relaxed = [d["output"] for d in memory_store.query({"metadata.crysal_step": "oracle_relax"})]

@@ -21,7 +21,12 @@ from crysal_flows.refs import StoredOutput
 from crysal_flows.routing import route
 from crysal_flows.settings import WorkersConfig
 from crysal_flows.training.schemas import EnsembleDocument
-from crysal_flows.utils import atoms_to_structure, space_group, structure_to_atoms
+from crysal_flows.utils import (
+    atoms_to_structure,
+    package_versions,
+    space_group,
+    structure_to_atoms,
+)
 from crysal_flows.validation.schemas import (
     FailedRelaxationDocument,
     MinimumDocument,
@@ -263,6 +268,7 @@ def make_report(
         found=found,
         history=history,
         seconds=(time.time() - started) if started else None,
+        packages=package_versions(),
     )
     logger.info(
         "search %s finished: %d minima, oracle cost %d (%d single points + %d validation steps)%s",

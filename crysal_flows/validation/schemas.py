@@ -87,3 +87,9 @@ class ReportDocument(BaseModel):
         description="Per cycle: labels, best energy, clusters, top-energy change.",
     )
     seconds: float | None = Field(None, description="Wall time from pool generation to report, s.")
+    packages: dict[str, str] = Field(
+        default_factory=dict,
+        description="Releases of the packages that shape the numbers, where the report was "
+        "written (utils.PACKAGES); the same configuration repeats itself exactly only with "
+        "the same ones.",
+    )
