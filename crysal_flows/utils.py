@@ -158,8 +158,8 @@ PACKAGES = (
 def package_versions() -> dict[str, str]:
     """Return the installed release of each of ``PACKAGES`` (those not installed are left out).
 
-    The same search repeats itself exactly for one set of releases, not across them: a new ASE,
-    pymatgen or numpy can send the same configuration down another path.
+    The same search repeats itself exactly for one set of releases, not across them: a new release
+    of one of them sent examples/si16.yaml down another path (docs/benchmarks.md).
     """
     from importlib.metadata import PackageNotFoundError, version
 
