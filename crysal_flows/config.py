@@ -244,8 +244,15 @@ class TrainingConfig(_Strict):
     learning_rate: float = Field(0.01, gt=0, le=1, description="Adam learning rate.")
     energy_weight: float = Field(100.0, ge=0, description="Loss weight of (E/atom)^2 errors.")
     forces_weight: float = Field(1.0, ge=0, description="Loss weight of force-component errors^2.")
+    virial_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Loss weight of errors^2 of the virial per atom (stress times volume per "
+        "atom, eV): the cell's generalised force that the relaxation follows, weighted as the "
+        "atoms' forces are.",
+    )
     stress_weight: float = Field(
-        100.0, ge=0, description="Loss weight of stress errors^2 (eV/A^3)."
+        0.0, ge=0, description="Loss weight of stress errors^2 (eV/A^3), besides the virial's."
     )
     validation_fraction: float = Field(
         0.1, ge=0, lt=0.5, description="Held-out fraction, drawn separately for each member."

@@ -107,6 +107,7 @@ def _targets(frames: Sequence[Frame], ceiling: float) -> list[dict[str, torch.Te
                 "forces": torch.tensor(forces, dtype=DTYPE),
                 "stress": torch.tensor(np.asarray(stress).reshape(1, 3, 3), dtype=DTYPE),
                 "n_atoms": torch.tensor([n], dtype=DTYPE),
+                "volume_per_atom": torch.tensor([abs(np.linalg.det(f.cell)) / n], dtype=DTYPE),
                 "bound": torch.tensor([bound], dtype=torch.bool),
             }
         )
@@ -277,9 +278,12 @@ def train_member(
                 :, None
             ]
             s_err = (out["stress"] - torch.cat([x["stress"] for x in t])) * fitted[:, None, None]
+            # the virial per atom: the cell's generalised force that the relaxation follows
+            v_err = s_err * torch.cat([x["volume_per_atom"] for x in t])[:, None, None]
             loss = (
                 config.energy_weight * (e_err**2).mean()
                 + config.forces_weight * (f_err**2).mean()
+                + config.virial_weight * (v_err**2).mean()
                 + config.stress_weight * (s_err**2).mean()
             )
             optimizer.zero_grad()
