@@ -25,7 +25,6 @@ core beside other work); with DFT it is a whole random structure search.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from crysal_flows.config import ConfigError, load_config
@@ -50,9 +49,13 @@ def main() -> None:
         raise SystemExit(f"{args.config} lists no references to match against")
     refs = {ref.label: build_reference(ref) for ref in cfg.references}
     if args.store:
-        if not os.path.isdir(args.store):
-            raise SystemExit(f"pool_basins: no store at {args.store}")
-        cycle_basins(cfg, refs, args.store, args.candidates)
+        from crysal_flows.store import local_store
+
+        try:
+            store = local_store(args.store, create=False)
+        except OSError as exc:  # no store there, or not a directory: its own message
+            raise SystemExit(f"pool_basins: {exc}") from None
+        cycle_basins(cfg, refs, store, args.candidates)
         return
     for seed in args.seeds or [cfg.seed]:
         t0 = time.perf_counter()
@@ -60,15 +63,12 @@ def main() -> None:
         hits: dict[str, list[tuple[int, int]]] = {label: [] for label in refs}
         calls = failed = 0
         for c in pool.candidates:
-            # the validation's relaxation: a candidate whose relaxation fails is counted, not fatal
-            r = oracle_relax(c.structure, cfg.oracle, cfg.validation.fmax, cfg.validation.max_steps)
+            # a candidate whose relaxation fails is counted, not fatal
+            r, found = relax_and_match(c.structure, cfg, refs)
             calls += r.oracle_calls
-            if not r.success:
-                failed += 1
-                continue
-            for label, ref in refs.items():
-                if matches_reference(r.structure, ref):
-                    hits[label].append((c.index, r.oracle_calls))
+            failed += not r.success
+            for label in found:
+                hits[label].append((c.index, r.oracle_calls))
         found = "; ".join(
             f"{len(h)} in the {label} basin {[i for i, _ in h]}" for label, h in hits.items()
         )
@@ -80,14 +80,21 @@ def main() -> None:
         )
 
 
-def cycle_basins(cfg, refs: dict, store_path: str, candidates: list[int] | None) -> None:
+def relax_and_match(structure, cfg, refs: dict):
+    """Relax ``structure`` as the validation does; return the relaxation and the labels found."""
+    r = oracle_relax(structure, cfg.oracle, cfg.validation.fmax, cfg.validation.max_steps)
+    found = [
+        label for label, ref in refs.items() if r.success and matches_reference(r.structure, ref)
+    ]
+    return r, found
+
+
+def cycle_basins(cfg, refs: dict, store, candidates: list[int] | None) -> None:
     """Per run and cycle in the store: the candidates in each reference's basin, as seen then."""
     from crysal_flows.generation.schemas import PoolDocument
     from crysal_flows.runs import find_runs, load_run
-    from crysal_flows.store import local_store
     from crysal_flows.utils import structure_to_atoms
 
-    store = local_store(store_path, create=False)
     store.connect()
     for run_id in find_runs(store):
         view = load_run(store, run_id)
@@ -103,14 +110,7 @@ def cycle_basins(cfg, refs: dict, store_path: str, candidates: list[int] | None)
             for c in pool.candidates:
                 if c.index not in wanted:
                     continue
-                r = oracle_relax(
-                    c.structure, cfg.oracle, cfg.validation.fmax, cfg.validation.max_steps
-                )
-                found = [
-                    label
-                    for label, ref in refs.items()
-                    if r.success and matches_reference(r.structure, ref)
-                ]
+                r, found = relax_and_match(c.structure, cfg, refs)
                 for label in found:
                     hits[label].append(c.index)
                 if not found and not candidates:
