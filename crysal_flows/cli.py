@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from crysal_flows.flows import CrystalSearchMaker, CycleMaker, new_run_id
     from crysal_flows.local import default_processes, run_flow, shareable
-    from crysal_flows.resume import resume_flow
+    from crysal_flows.resume import changed_settings, resume_flow
     from crysal_flows.settings import SETTINGS
 
     store = _open_store(args, create=True)
@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         how = ""
         if previous.max_cycles != config.analysis.max_cycles:
             how = f" with max_cycles {previous.max_cycles} -> {config.analysis.max_cycles}"
+        changed = changed_settings(previous.config, config)
         registry.record(config, run_id, previous.started)  # this process runs it now
         verb = f"continuing {previous.status} run" if how else "resuming run"
         print(
@@ -155,6 +156,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"from {start}; {where} (--new starts afresh)",
             flush=True,
         )
+        if changed:
+            print(
+                "crysal: warning: defaults changed since this run started; its earlier cycles "
+                f"ran with the old values, the rest run with this version's: {'; '.join(changed)}"
+                " (--new starts the search afresh)",
+                flush=True,
+            )
     else:
         if not args.new and (old := registry.legacy_runs(config.name)):
             print(

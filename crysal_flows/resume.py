@@ -21,6 +21,10 @@ Raising ``analysis.max_cycles`` continues a run, finished or not, whose search s
 stored state, and the earlier cycles' labels, ensembles and report stay as they are. Every other
 setting must be the same; a run that met the criterion is not continued.
 
+A run resumed under a version whose defaults differ from those it started with goes on under the
+new values; ``crysal run`` lists each such setting (``changed_settings``, from the full
+configuration the record keeps).
+
 Runs recorded by crysal_flows 0.1 (no ``version`` in their record) cannot be resumed: their jobs
 carry no step metadata. ``crysal run`` says so and starts a new run.
 """
@@ -48,7 +52,14 @@ from crysal_flows.jobs import Step
 from crysal_flows.refs import StoredOutput
 from crysal_flows.store import connect, local_collection, step_outputs
 
-__all__ = ["RunRecord", "RunRegistry", "process_alive", "resume_flow", "search_hash"]
+__all__ = [
+    "RunRecord",
+    "RunRegistry",
+    "changed_settings",
+    "process_alive",
+    "resume_flow",
+    "search_hash",
+]
 
 
 def search_hash(config: SearchConfig) -> str:
@@ -62,6 +73,39 @@ def search_hash(config: SearchConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_settings(recorded: dict[str, Any] | None, config: SearchConfig) -> list[str]:
+    """Return the settings a resumed run goes on with that differ from those it started with.
+
+    The search hash holds only values that differ from their defaults, so a run started under
+    an earlier version resumes under this version's defaults: a default that changed (or a new
+    setting) changes the rest of the run. ``recorded`` is the full configuration of the run's
+    record; each difference reads ``section.key old -> new`` (``(new)`` for a setting the
+    record lacks). ``analysis.max_cycles`` is left out: raising it is how a run continues.
+    """
+    if not recorded:
+        return []
+    old, new = _flat(recorded), _flat(config.model_dump(mode="json"))
+    out = []
+    for key, value in new.items():
+        if key == "analysis.max_cycles":
+            continue
+        if key not in old:
+            out.append(f"{key} (new) {value!r}")
+        elif old[key] != value:
+            out.append(f"{key} {old[key]!r} -> {value!r}")
+    return out
+
+
 @dataclass
 class RunRecord:
     """A local run as recorded in the store's ``runs`` collection."""
@@ -72,6 +116,7 @@ class RunRecord:
     started: float
     status: str  # running | finished
     max_cycles: int  # the run's analysis.max_cycles
+    config: dict[str, Any] | None = None  # its full configuration when last recorded
 
 
 class RunRegistry:
@@ -161,7 +206,13 @@ class RunRegistry:
             return None
         d = docs[0]
         return RunRecord(
-            d["run_id"], d["name"], d["search_hash"], d["started"], d["status"], d["max_cycles"]
+            d["run_id"],
+            d["name"],
+            d["search_hash"],
+            d["started"],
+            d["status"],
+            d["max_cycles"],
+            d.get("config"),
         )
 
     def legacy_runs(self, name: str) -> list[str]:

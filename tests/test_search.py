@@ -127,7 +127,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
 
     import yaml
 
-    from crysal_flows.store import local_store
+    from crysal_flows.store import connect, local_collection, local_store
 
     store = tmp_path / "store"
     cfg = tmp_path / "tiny.yaml"
@@ -187,9 +187,24 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "png" / "energy.png").stat().st_size > 10_000
 
+    # the run as an earlier version recorded it: another default stress weight, no virial weight
+    runs = local_collection(store, "runs", key="run_id")
+    connect(runs)
+    (doc,) = list(runs.query({}))
+    doc.pop("_id")
+    doc["config"]["training"]["stress_weight"] = 100.0
+    del doc["config"]["training"]["virial_weight"]
+    runs.update([doc])
+    runs.close()
+
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resuming run" in run.stdout and "from cycle 1" in run.stdout
+    # the user is told that the rest of the run goes on under this version's defaults
+    warning = next(line for line in run.stdout.splitlines() if "defaults changed" in line)
+    assert "training.stress_weight 100.0 -> 0.0" in warning, warning
+    assert "training.virial_weight (new) 1.0" in warning, warning
+    assert warning.count(" -> ") == 1, warning
     res = subprocess.run(
         [sys.executable, "-m", "crysal_flows.cli", "results", "--store", str(store), "--json"],
         capture_output=True,
