@@ -98,10 +98,12 @@ def format_report(r: dict[str, Any]) -> str:
     if not r["minima"]:
         lines.append("  (no minimum: every validation relaxation failed)")
     for f in r.get("failed_relaxations", []):
-        lines.append(
-            f"  validation of cluster {f['cluster_rank']} (candidate {f['source_index']}) "
-            f"failed: {f['error'][:120]}"
+        what = (
+            f"label {f['label'][:8]}"
+            if f.get("label")
+            else f"cluster {f['cluster_rank']} (candidate {f['source_index']})"
         )
+        lines.append(f"  validation of {what} failed: {f['error'][:120]}")
     for label, e in r.get("references", {}).items():
         found = "found" if label in r.get("found", []) else "NOT found"
         lines.append(

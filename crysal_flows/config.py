@@ -400,6 +400,22 @@ class ValidationConfig(_Strict):
         "the ensemble's ranking (diamond Si16 at cluster rank 36, 0.11 eV/atom above the best, "
         "after the last cycle).",
     )
+    n_labels: int = Field(
+        1,
+        ge=0,
+        description="Also relax with the oracle up to this many labelled structures that lie "
+        "more than label_margin below the best cluster's predicted energy, lowest first (beside "
+        "the n_structures). Such a label found a region the relaxed pool never reaches: the "
+        "ensemble, retrained on it, still ranks the candidates there too high (a rattled "
+        "diamond Si16, a novel pick of the last cycle, 0.17 eV/atom below the pool's best while "
+        "the ensemble put diamond's candidates 0.07 eV/atom above it). 0: none.",
+    )
+    label_margin: float = Field(
+        0.05,
+        ge=0,
+        description="How far (eV/atom) below the best cluster's predicted energy a label must "
+        "lie for validation to relax it (n_labels).",
+    )
     fmax: float = Field(0.05, gt=0, description="Oracle relaxation threshold, eV/A.")
     max_steps: int = Field(300, gt=0, description="Maximum oracle relaxation steps.")
     hessian: Literal["ensemble", "default"] = Field(

@@ -340,6 +340,85 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
         assert ("stuck where it started" in s.decision) == (not converged)
 
 
+def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
+    """A label more than validation.label_margin below the best cluster's predicted energy is
+    relaxed by the oracle beside the clusters (validation.n_labels), lowest first; near-twins
+    of a taken label, energy-only labels and labels within the margin are not; the relaxation
+    runs for real and its minimum is in the report."""
+    from configs import TINY
+    from jobflow import Flow, run_locally
+
+    from crysal_flows.analysis.summary import analyse_cycle
+    from crysal_flows.config import load_config
+    from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
+    from crysal_flows.schemas import SearchState
+    from crysal_flows.training.schemas import EnsembleDocument
+    from crysal_flows.validation.jobs import OracleRelaxMaker, validate_minima
+
+    d = bulk("Si", "diamond", a=5.43, cubic=True)
+    rattled = d.copy()
+    rattled.rattle(0.02, seed=3)
+    fcc = bulk("Si", "fcc", a=3.9, cubic=True).repeat((1, 1, 2))
+    hcp = bulk("Si", "hcp", a=2.7, c=4.4).repeat((2, 2, 1))
+    pool = _pool([_cand(0, fcc, -4.0), _cand(1, hcp, -3.98)], cycle=1)
+
+    def label(atoms, e_per_atom, **kw):
+        return LabelDocument(
+            structure=atoms_to_structure(atoms),
+            oracle="sw",
+            cycle=1,
+            reason="novel",
+            success=True,
+            energy=e_per_atom * len(atoms),
+            key=f"k{e_per_atom}",
+            **kw,
+        )
+
+    labels = [
+        label(fcc, -4.03),  # within the margin of the best cluster (-4.0)
+        label(rattled, -4.30),  # the deepest
+        label(d, -4.29),  # its near-twin
+        label(hcp, -4.10),
+        label(bulk("Si", "sc", a=2.6).repeat((2, 2, 2)), -4.9, energy_only=True),
+    ]
+    ts = TrainingSetDocument(
+        cycle=1, labels=labels, n_new=5, n_new_failed=0, n_attempted_total=5, n_failed_total=0
+    )
+    ens = EnsembleDocument(cycle=1, members=[], n_requested=2)
+    uuids = {"pool": "p", "training_set": "t", "ensemble": "e"}
+
+    def summary(**validation):
+        cfg = load_config({**TINY, "validation": {"n_structures": 1, **validation}})
+        return analyse_cycle(pool, ts, ens, SearchState(run_id="r"), cfg, "s", uuids), cfg
+
+    out, _ = summary()
+    (deep,) = out.deep_labels
+    assert deep.key == "k-4.3" and deep.below_best == pytest.approx(0.30)
+    out2, _ = summary(n_labels=3)
+    assert [x.key for x in out2.deep_labels] == ["k-4.3", "k-4.1"]
+    assert summary(n_labels=0)[0].deep_labels == []
+    assert summary(n_labels=3, label_margin=0.2)[0].deep_labels[-1].key == "k-4.3"
+
+    # validation: the best cluster and the deepest label, relaxed with Stillinger-Weber
+    cfg = summary()[1]
+    job = validate_minima(
+        pool,
+        out,
+        [],
+        OracleRelaxMaker(oracle=cfg.oracle, fmax=0.05, max_steps=200),
+        1,
+        {"run_id": "r", "name": "t", "composition": "Si8"},
+        [],
+    )
+    responses = run_locally(Flow([job]), ensure_success=True)
+    report = next(
+        r[1].output for r in responses.values() if type(r[1].output).__name__ == "ReportDocument"
+    )
+    energies = sorted(m.energy_per_atom for m in report.minima)
+    assert len(energies) == 2 and energies[0] == pytest.approx(-4.3366, abs=1e-3)  # diamond
+    assert report.validation_steps > 0
+
+
 def test_validation_takes_the_novel_cluster_beside_the_lowest():
     """Of validation.n_structures, the last n_novel go to the clusters farthest from every label
     (within the novelty window; converged, or moved before they stopped as uncertain); the

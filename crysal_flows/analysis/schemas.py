@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from pymatgen.core import Structure
 
 from crysal_flows.mson import MSONModel
 from crysal_flows.schemas import SearchState
 
-__all__ = ["ClusterDocument", "CycleSummary", "ResumePoint"]
+__all__ = ["ClusterDocument", "CycleSummary", "DeepLabelDocument", "ResumePoint"]
 
 
 class ClusterDocument(BaseModel):
@@ -33,6 +34,19 @@ class ClusterDocument(BaseModel):
         description="Novel clusters: fingerprint distance of the representative from the "
         "nearest label.",
     )
+
+
+class DeepLabelDocument(BaseModel):
+    """A labelled structure well below the best the relaxed pool reaches (validation.n_labels)."""
+
+    key: str = Field(..., description="The label's key.")
+    cycle: int = Field(..., description="Cycle that selected it.")
+    reason: str = Field("", description="Why it was selected.")
+    energy_per_atom: float = Field(..., description="Its oracle energy, eV/atom.")
+    below_best: float = Field(
+        ..., description="How far it lies below the best cluster's predicted energy, eV/atom."
+    )
+    structure: Structure = Field(..., description="The labelled structure.")
 
 
 MAX_STORED_ENERGIES = 1000
@@ -88,6 +102,11 @@ class CycleSummary(BaseModel):
         default_factory=list,
         description="The clusters validation takes beside the lowest (validation.n_novel), "
         "farthest from every label first.",
+    )
+    deep_labels: list[DeepLabelDocument] = Field(
+        default_factory=list,
+        description="Labels validation relaxes too (validation.n_labels): more than "
+        "validation.label_margin below the best cluster's predicted energy, lowest first.",
     )
     top_energy_change: float | None = Field(
         None, description="Largest change of the top clusters' energies since the last cycle."

@@ -15,6 +15,7 @@ from crysal_flows.analysis.schemas import (
     MAX_STORED_ENERGIES,
     ClusterDocument,
     CycleSummary,
+    DeepLabelDocument,
     ResumePoint,
 )
 from crysal_flows.analysis.stopping import StoppingRule
@@ -25,7 +26,7 @@ from crysal_flows.schemas import SearchState
 from crysal_flows.training.schemas import EnsembleDocument
 from crysal_flows.utils import fingerprint, space_group, structure_to_atoms
 
-__all__ = ["analyse_cycle", "cluster_documents", "cycle_line", "novel_clusters"]
+__all__ = ["analyse_cycle", "cluster_documents", "cycle_line", "deep_labels", "novel_clusters"]
 
 N_HELD_TOP = 10  # a best structure among the previous cycle's top 10 is not new; summaries
 # keep at least these clusters, so a replay sees what the rule saw
@@ -96,6 +97,53 @@ def novel_clusters(
             ranked.append((distance, rank, cl))
     ranked.sort(key=lambda t: (-t[0], t[1]))
     return [_document(by_index, cl, rank, distance) for distance, rank, cl in ranked[:k]]
+
+
+def deep_labels(
+    clusters: list[Cluster], training_set: TrainingSetDocument, config: SearchConfig
+) -> list[DeepLabelDocument]:
+    """Return the labels validation relaxes too (``validation.n_labels``), lowest first.
+
+    Those more than ``validation.label_margin`` below the best cluster's predicted energy: the
+    oracle found lower energies there than the ensemble reaches anywhere in the pool. Labels
+    within ``analysis.cluster_fingerprint_tolerance`` of a lower one taken are left out.
+    """
+    val = config.validation
+    if val.n_labels <= 0 or not clusters:
+        return []
+    best = clusters[0].energy_per_atom
+    deep = sorted(
+        (
+            lab
+            for lab in training_set.labels
+            if lab.success
+            and not lab.energy_only
+            and lab.energy is not None
+            and lab.energy_per_atom < best - val.label_margin
+        ),
+        key=lambda lab: lab.energy_per_atom,
+    )
+    out: list[DeepLabelDocument] = []
+    prints: list[np.ndarray] = []
+    for lab in deep:
+        fp = fingerprint(structure_to_atoms(lab.structure))
+        tol = config.analysis.cluster_fingerprint_tolerance
+        if any(np.linalg.norm(fp - p) < tol for p in prints):
+            continue
+        prints.append(fp)
+        out.append(
+            DeepLabelDocument(
+                key=lab.key,
+                cycle=lab.cycle,
+                reason=lab.reason,
+                energy_per_atom=lab.energy_per_atom,
+                below_best=best - lab.energy_per_atom,
+                structure=lab.structure,
+            )
+        )
+        if len(out) == val.n_labels:
+            break
+    return out
 
 
 def _trusted(best: Cluster, pool: PoolDocument, cycle: int, held_cycles: int) -> bool:
@@ -221,6 +269,7 @@ def analyse_cycle(
             pool, clusters, max(an.n_top_clusters, config.validation.n_structures, N_HELD_TOP)
         ),
         novel_clusters=novel_clusters(pool, clusters, training_set, config),
+        deep_labels=deep_labels(clusters, training_set, config),
         top_energy_change=decision.top_energy_change,
         best_held_cycles=held,
         converged=decision.converged,

@@ -359,13 +359,25 @@ def validate_minima(
                 cl.energy_per_atom - summary.clusters[0].energy_per_atom,
                 cl.label_distance,
             )
+    deep = list(summary.deep_labels)
+    for lab in deep:
+        logger.info(
+            "validation: label %s of cycle %d (%s), %.4f eV/atom, %.3f eV/atom below the best "
+            "cluster's prediction",
+            lab.key[:8],
+            lab.cycle,
+            lab.reason,
+            lab.energy_per_atom,
+            lab.below_best,
+        )
     hessians = _starting_hessians(
-        [by_index[cl.representative].structure for cl in chosen],
+        [by_index[cl.representative].structure for cl in chosen] + [d.structure for d in deep],
         ensemble,
         hessian,
         relax_maker.oracle,
     )
-    for i, (cl, h) in enumerate(zip(chosen, hessians, strict=True), start=1):
+    n_all = len(chosen) + len(deep)
+    for i, (cl, h) in enumerate(zip(chosen, hessians[: len(chosen)], strict=True), start=1):
         c = by_index[cl.representative]
         extra = {} if h is None else {"hessian": h}  # makers of old take no Hessian
         j = relax_maker.make(
@@ -376,9 +388,15 @@ def validate_minima(
             **extra,
         )
         what = "novel cluster" if cl.label_distance is not None else "cluster"
-        j.name = f"{relax_maker.name} {i}/{len(chosen)} (validation, {what} {cl.rank})"
+        j.name = f"{relax_maker.name} {i}/{n_all} (validation, {what} {cl.rank})"
         jobs.append(j)
         picks.append({"cluster_rank": cl.rank, "source_index": c.index})
+    for i, (lab, h) in enumerate(zip(deep, hessians[len(chosen) :], strict=True), start=1):
+        extra = {} if h is None else {"hessian": h}
+        j = relax_maker.make(lab.structure, **extra)
+        j.name = f"{relax_maker.name} {len(chosen) + i}/{n_all} (validation, label {lab.key[:8]})"
+        jobs.append(j)
+        picks.append({"label": lab.key})
     ref_jobs = []
     for ref in references:
         j = relax_maker.make(build_reference(ref), reference=ref.label)

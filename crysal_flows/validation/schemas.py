@@ -54,8 +54,13 @@ class MinimumDocument(BaseModel):
 class FailedRelaxationDocument(BaseModel):
     """A validation relaxation that failed or whose job did not complete."""
 
-    cluster_rank: int = Field(..., description="Rank of the cluster whose representative it was.")
-    source_index: int = Field(..., description="Pool index of that representative.")
+    cluster_rank: int | None = Field(
+        None, description="Rank of the cluster whose representative it was (None: a label)."
+    )
+    source_index: int | None = Field(None, description="Pool index of that representative.")
+    label: str | None = Field(
+        None, description="Key of the label it started from (validation.n_labels), if one."
+    )
     error: str = Field(..., description="What went wrong.")
 
 
