@@ -123,11 +123,11 @@ def deep_labels(
         ),
         key=lambda lab: lab.energy_per_atom,
     )
+    tol = config.analysis.cluster_fingerprint_tolerance
     out: list[DeepLabelDocument] = []
     prints: list[np.ndarray] = []
     for lab in deep:
         fp = fingerprint(structure_to_atoms(lab.structure))
-        tol = config.analysis.cluster_fingerprint_tolerance
         if any(np.linalg.norm(fp - p) < tol for p in prints):
             continue
         prints.append(fp)

@@ -359,7 +359,7 @@ def validate_minima(
                 cl.energy_per_atom - summary.clusters[0].energy_per_atom,
                 cl.label_distance,
             )
-    deep = list(summary.deep_labels)
+    deep = summary.deep_labels
     for lab in deep:
         logger.info(
             "validation: label %s of cycle %d (%s), %.4f eV/atom, %.3f eV/atom below the best "
