@@ -77,10 +77,13 @@ def _chosen_reports(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _minimum_row(m: dict[str, Any]) -> str:
     pred = m.get("predicted_energy_per_atom")
+    labels = m.get("labels") or []
+    # a minimum only a label reached: no candidate's prediction, the label it came from instead
+    ml = f"{pred:.4f}" if pred is not None else (f"label {labels[0][:8]}" if labels else "")
     return (
         f"  {m['rank']:>4}  {m['energy_per_atom']:>12.4f}  {m['energy_above_best'] * 1000:>9.1f}"
         f"  {m['space_group_symbol'] + ' (' + str(m['space_group_number']) + ')':<16}"
-        f"  {'' if pred is None else f'{pred:.4f}':>14}  {', '.join(m['matches'])}"
+        f"  {ml:>14}  {', '.join(m['matches'])}"
     )
 
 

@@ -417,6 +417,17 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     energies = sorted(m.energy_per_atom for m in report.minima)
     assert len(energies) == 2 and energies[0] == pytest.approx(-4.3366, abs=1e-3)  # diamond
     assert report.validation_steps > 0
+    # the report says which minimum only the label reached, and shows its key where a
+    # candidate's minimum shows the ensemble's energy
+    from crysal_flows.cli import format_report
+
+    deepest = out.deep_labels[0].key
+    by_label = {m.rank: m.labels for m in report.minima}
+    assert by_label == {1: [deepest], 2: []}
+    assert report.minima[0].predicted_energy_per_atom is None
+    assert report.minima[1].predicted_energy_per_atom is not None
+    rows = format_report(report.model_dump()).splitlines()
+    assert f"label {deepest[:8]}" in rows[3] and "label" not in rows[4]
 
 
 def test_validation_takes_the_novel_cluster_beside_the_lowest():

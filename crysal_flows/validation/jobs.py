@@ -185,7 +185,10 @@ def make_report(
     done = [r for r in relaxations if r is not None and r.success and r.structure is not None]
     done.sort(key=lambda r: r.energy_per_atom)
     failed = []
+    label_of: dict[int, str] = {}  # id of a relaxation -> key of the label it started from
     for pick, r in zip(picks, relaxations, strict=True):
+        if r is not None and pick.get("label"):
+            label_of[id(r)] = pick["label"]
         if r is None or not r.success or r.structure is None:
             error = "the relaxation job did not complete" if r is None else (r.error or "failed")
             failed.append(FailedRelaxationDocument(error=error, **pick))
@@ -226,11 +229,14 @@ def make_report(
                 structure=head.structure,
                 energy_per_atom=head.energy_per_atom,
                 energy_above_best=head.energy_per_atom - best,
-                predicted_energy_per_atom=head.predicted_energy_per_atom,
+                predicted_energy_per_atom=next(
+                    (p for r in g if (p := r.predicted_energy_per_atom) is not None), None
+                ),
                 space_group_symbol=symbol,
                 space_group_number=number,
                 matches=matches,
                 source_indices=[r.source_index for r in g if r.source_index is not None],
+                labels=[label_of[id(r)] for r in g if id(r) in label_of],
             )
         )
     last = summaries[-1] if summaries else None

@@ -49,6 +49,11 @@ class MinimumDocument(BaseModel):
     space_group_number: int = Field(..., description="Space group number.")
     matches: list[str] = Field(default_factory=list, description="Reference structures it matches.")
     source_indices: list[int] = Field(..., description="Pool candidates that relaxed into it.")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="Keys of the labels that relaxed into it (validation.n_labels): a minimum "
+        "no candidate of the pool predicted.",
+    )
 
 
 class FailedRelaxationDocument(BaseModel):
