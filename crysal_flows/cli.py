@@ -109,6 +109,14 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  validation of {what} failed: {f['error'][:120]}")
     for label, e in r.get("references", {}).items():
         found = "found" if label in r.get("found", []) else "NOT found"
+        if found != "found" and e is not None and r["minima"]:
+            # how near the search came: a stacking variant a fraction of a meV/atom above the
+            # reference is a miss by structure, not by energy
+            low = r["minima"][0]
+            found += (
+                f"; the lowest minimum ({low['space_group_symbol']}) lies "
+                f"{(low['energy_per_atom'] - e) * 1000:+.1f} meV/atom from it"
+            )
         lines.append(
             f"  reference {label}: {'n/a' if e is None else f'{e:.4f}'} eV/atom "
             f"(oracle-relaxed), {found}"

@@ -428,6 +428,13 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     assert report.minima[1].predicted_energy_per_atom is not None
     rows = format_report(report.model_dump()).splitlines()
     assert f"label {deepest[:8]}" in rows[3] and "label" not in rows[4]
+    # a reference the search missed: the report says how far its lowest minimum lies from it
+    d = report.model_dump()
+    e0 = report.minima[0].energy_per_atom
+    d["references"], d["found"] = {"diamond": e0, "other": e0 - 0.0006}, ["diamond"]
+    refs = format_report(d).splitlines()[-2:]
+    assert refs[0].endswith("(oracle-relaxed), found"), refs
+    assert refs[1].endswith("NOT found; the lowest minimum (Fd-3m) lies +0.6 meV/atom from it")
 
 
 def test_validation_takes_the_novel_cluster_beside_the_lowest():
