@@ -108,7 +108,10 @@ class CycleMaker(Maker):
             self.relax_maker = RelaxShardMaker(config=cfg.relaxation)
         if self.validation_maker is None:
             self.validation_maker = OracleRelaxMaker(
-                oracle=cfg.oracle, fmax=cfg.validation.fmax, max_steps=cfg.validation.max_steps
+                oracle=cfg.oracle,
+                fmax=cfg.validation.fmax,
+                max_steps=cfg.validation.max_steps,
+                symmetry_rattle=cfg.validation.symmetry_rattle,
             )
 
     def make(

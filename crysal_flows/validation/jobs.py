@@ -50,18 +50,57 @@ __all__ = [
 ]
 
 
+#: the symmetry check's probe: oracle steps from the rattled copy before it must lie lower ...
+PROBE_STEPS = 10
+#: ... by this much (eV/atom) to go on; a true minimum comes back within 0.1 meV/atom by then
+PROBE_DROP = 2e-4
+
+
+def _past_symmetry(
+    runner: Any, structure: Structure, energy: float, fmax: float, max_steps: int, rattle: float
+) -> tuple[int, Any]:
+    """Whether a converged relaxation stopped at a symmetric stationary point, not a minimum.
+
+    A relaxation keeps the symmetry it starts with: forces and stress of a symmetric structure
+    are symmetric, so it can converge to a saddle that the symmetry holds it on (an R-3c Al4O6
+    155 meV/atom above corundum; a P6/mmm Si16 that falls to hexagonal diamond). A copy of the
+    result with the atoms rattled by ``rattle`` A (seeded) is relaxed for ``PROBE_STEPS`` steps:
+    back at the same energy (or converged), it was a minimum; lower by ``PROBE_DROP`` eV/atom,
+    the relaxation goes on from there. Structures without symmetry are not probed.
+
+    Returns the oracle calls spent and the lower ``Relaxation``, or None (a minimum).
+    """
+    if rattle <= 0 or space_group(structure)[1] <= 1:
+        return 0, None
+    atoms = structure_to_atoms(structure)
+    atoms.rattle(rattle, seed=0)
+    n = len(structure)
+    probe = runner.relax(atoms_to_structure(atoms), fmax, min(PROBE_STEPS, max_steps))
+    if not math.isfinite(probe.energy) or probe.energy / n > (energy / n) - PROBE_DROP:
+        return probe.n_steps, None
+    if probe.converged:
+        return probe.n_steps, probe
+    rest = runner.relax(probe.structure, fmax, max(max_steps - probe.n_steps, 1))
+    if not math.isfinite(rest.energy):
+        return probe.n_steps + rest.n_steps, probe
+    return probe.n_steps + rest.n_steps, rest
+
+
 def oracle_relax(
     structure: Structure,
     oracle: OracleConfig,
     fmax: float,
     max_steps: int,
     hessian: Any = None,
+    symmetry_rattle: float = 0.0,
     **meta,
 ) -> OracleRelaxDocument:
     """Relax positions and cell with the oracle, counting oracle calls; failures are recorded.
 
     ``hessian`` (an array or nested lists, see ``crysal_flows.relaxation.hessian``) is the
-    starting Hessian, for oracles whose ``uses_hessian`` is set; others relax without it.
+    starting Hessian, for oracles whose ``uses_hessian`` is set; others relax without it. With
+    ``symmetry_rattle`` (A), a converged result with symmetry is checked for a stationary point
+    that is not a minimum (``_past_symmetry``); the check's oracle calls are counted.
     """
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
@@ -81,6 +120,31 @@ def oracle_relax(
         )
         if not math.isfinite(energy):
             raise FloatingPointError("oracle energy is not finite")
+        extra, lower = 0, None
+        if converged:
+            try:
+                extra, lower = _past_symmetry(
+                    runner, final, energy, fmax, max_steps, symmetry_rattle
+                )
+            except Exception as exc:  # the minimum found stands; the check is extra
+                logger.warning(
+                    "validation: the symmetry check failed (%s); the relaxation's result stands",
+                    f"{type(exc).__name__}: {exc}"[:200],
+                )
+            calls += extra
+            if lower is not None:
+                n = len(structure)
+                logger.info(
+                    "validation: %.4f eV/atom (%s) was a symmetric stationary point, not a "
+                    "minimum: rattled by %.2f A it relaxed on to %.4f eV/atom (%d more steps)",
+                    energy / n,
+                    space_group(final)[0],
+                    symmetry_rattle,
+                    lower.energy / n,
+                    extra,
+                )
+                meta["stationary_energy_per_atom"] = energy / n
+                final, energy, converged = lower.structure, lower.energy, lower.converged
     except Exception as exc:  # the report lists failures; the search result survives them
         logger.warning(
             "validation: oracle relaxation failed after %.0f s: %s",
@@ -123,6 +187,7 @@ class OracleRelaxMaker(Maker):
     oracle: OracleConfig = field(default_factory=OracleConfig)
     fmax: float = 0.05
     max_steps: int = 300
+    symmetry_rattle: float = 0.0  # see oracle_relax; references are relaxed without the check
 
     @crysal_job(schema=OracleRelaxDocument)
     def make(
@@ -141,6 +206,7 @@ class OracleRelaxMaker(Maker):
             self.fmax,
             self.max_steps,
             hessian,
+            symmetry_rattle=self.symmetry_rattle if reference is None else 0.0,
             source_index=source_index,
             cluster_rank=cluster_rank,
             predicted_energy_per_atom=predicted_energy_per_atom,

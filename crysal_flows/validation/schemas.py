@@ -33,6 +33,12 @@ class OracleRelaxDocument(BaseModel):
     ensemble_hessian: bool = Field(
         False, description="Whether the relaxation started from the ensemble's Hessian."
     )
+    stationary_energy_per_atom: float | None = Field(
+        None,
+        description="Where the first relaxation converged to a symmetric stationary point that "
+        "was not a minimum (validation.symmetry_rattle): its energy, eV/atom; the relaxation "
+        "went on from a rattled copy to ``energy_per_atom``.",
+    )
 
 
 class MinimumDocument(BaseModel):
