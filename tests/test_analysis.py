@@ -498,3 +498,36 @@ def test_validation_takes_the_novel_cluster_beside_the_lowest():
     out, n = summary(["d", "fcc", "hcp"], n_structures=5, n_novel=2)
     assert [cl.rank for cl in out.novel_clusters] == [5]  # beyond rank 3, bcc is stuck
     assert [cl.rank for cl in validation_clusters(out, n)] == [1, 2, 3, 4, 5]
+
+
+def test_validation_relaxes_past_a_saddle_its_symmetry_holds():
+    """A relaxation keeps the symmetry it starts from: bcc Si8 under Stillinger-Weber converges
+    to a stationary point that is not a minimum. validation.symmetry_rattle rattles a converged
+    result with symmetry and relaxes on where the rattled copy goes lower; a true minimum
+    (diamond) stays, for at most the probe's steps; the search's validation maker takes the
+    setting from the configuration."""
+    from configs import TINY
+
+    from crysal_flows.config import OracleConfig, load_config
+    from crysal_flows.flows import CycleMaker
+    from crysal_flows.validation.jobs import PROBE_STEPS, oracle_relax
+
+    sw = OracleConfig(kind="stillinger_weber")
+    bcc = atoms_to_structure(bulk("Si", "bcc", a=3.1, cubic=True).repeat((2, 2, 1)))
+    held = oracle_relax(bcc, sw, 0.05, 300, symmetry_rattle=0.0)
+    assert held.converged and held.stationary_energy_per_atom is None
+    past = oracle_relax(bcc, sw, 0.05, 300, symmetry_rattle=0.03)
+    assert past.converged and past.energy_per_atom < held.energy_per_atom - 0.01
+    assert past.stationary_energy_per_atom == pytest.approx(held.energy_per_atom, abs=1e-4)
+    assert past.oracle_calls > held.oracle_calls + PROBE_STEPS // 2
+
+    d = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
+    plain = oracle_relax(d, sw, 0.05, 300, symmetry_rattle=0.0)
+    checked = oracle_relax(d, sw, 0.05, 300, symmetry_rattle=0.03)
+    assert checked.energy_per_atom == pytest.approx(plain.energy_per_atom, abs=1e-6)
+    assert checked.stationary_energy_per_atom is None
+    assert plain.oracle_calls < checked.oracle_calls <= plain.oracle_calls + PROBE_STEPS
+
+    cfg = load_config({**TINY, "validation": {"n_structures": 1, "symmetry_rattle": 0.05}})
+    assert CycleMaker(config=cfg).validation_maker.symmetry_rattle == 0.05
+    assert CycleMaker(config=load_config(TINY)).validation_maker.symmetry_rattle == 0.03
