@@ -94,6 +94,11 @@ def format_report(r: dict[str, Any]) -> str:
         f"  cycles {r['cycles']} ({'converged' if r['converged'] else 'stopped at max_cycles'}), "
         f"oracle cost {r['oracle_cost']} = {r['oracle_single_points']} single points "
         f"({r['failed_labels']} failed) + {r['validation_steps']} validation steps"
+        + (
+            f" ({r['symmetry_check_steps']} of them the symmetry check)"
+            if r.get("symmetry_check_steps")
+            else ""
+        )
         + (f", wall time {r['seconds'] / 60:.1f} min" if r.get("seconds") else ""),
         "  rank  E (eV/atom)   dE (meV/atom)  space group  ML E (eV/atom)  matches",
     ]

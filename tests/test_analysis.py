@@ -405,7 +405,7 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
         pool,
         out,
         [],
-        OracleRelaxMaker(oracle=cfg.oracle, fmax=0.05, max_steps=200),
+        OracleRelaxMaker(oracle=cfg.oracle, fmax=0.05, max_steps=200, symmetry_rattle=0.03),
         1,
         {"run_id": "r", "name": "t", "composition": "Si8"},
         [],
@@ -417,6 +417,15 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     energies = sorted(m.energy_per_atom for m in report.minima)
     assert len(energies) == 2 and energies[0] == pytest.approx(-4.3366, abs=1e-3)  # diamond
     assert report.validation_steps > 0
+    assert (
+        0
+        < report.symmetry_check_steps
+        == sum(
+            r[1].output.symmetry_check_calls
+            for r in responses.values()
+            if type(r[1].output).__name__ == "OracleRelaxDocument" and r[1].output.reference is None
+        )
+    )
     # the report says which minimum only the label reached, and shows its key where a
     # candidate's minimum shows the ensemble's energy
     from crysal_flows.cli import format_report
@@ -527,6 +536,8 @@ def test_validation_relaxes_past_a_saddle_its_symmetry_holds():
     assert checked.energy_per_atom == pytest.approx(plain.energy_per_atom, abs=1e-6)
     assert checked.stationary_energy_per_atom is None
     assert plain.oracle_calls < checked.oracle_calls <= plain.oracle_calls + PROBE_STEPS
+    assert checked.oracle_calls == plain.oracle_calls + checked.symmetry_check_calls
+    assert past.symmetry_check_calls > 0 and plain.symmetry_check_calls == 0
 
     cfg = load_config({**TINY, "validation": {"n_structures": 1, "symmetry_rattle": 0.05}})
     assert CycleMaker(config=cfg).validation_maker.symmetry_rattle == 0.05

@@ -132,6 +132,7 @@ def oracle_relax(
                     f"{type(exc).__name__}: {exc}"[:200],
                 )
             calls += extra
+            meta["symmetry_check_calls"] = extra
             if lower is not None:
                 n = len(structure)
                 logger.info(
@@ -333,6 +334,7 @@ def make_report(
         oracle_single_points=single_points,
         failed_labels=last.failed_labels if last else 0,
         validation_steps=steps,
+        symmetry_check_steps=sum(r.symmetry_check_calls for r in relaxations if r is not None),
         oracle_cost=single_points + steps,
         minima=minima,
         failed_relaxations=failed,

@@ -33,6 +33,11 @@ class OracleRelaxDocument(BaseModel):
     ensemble_hessian: bool = Field(
         False, description="Whether the relaxation started from the ensemble's Hessian."
     )
+    symmetry_check_calls: int = Field(
+        0,
+        description="Oracle calls of the symmetry check (validation.symmetry_rattle), "
+        "included in oracle_calls.",
+    )
     stationary_energy_per_atom: float | None = Field(
         None,
         description="Where the first relaxation converged to a symmetric stationary point that "
@@ -87,6 +92,11 @@ class ReportDocument(BaseModel):
     oracle_single_points: int = Field(..., description="Oracle single points for labels.")
     failed_labels: int = Field(..., description="Of those, failed ones.")
     validation_steps: int = Field(..., description="Oracle calls of the validation relaxations.")
+    symmetry_check_steps: int = Field(
+        0,
+        description="Of validation_steps, those of the symmetry check "
+        "(validation.symmetry_rattle).",
+    )
     oracle_cost: int = Field(..., description="Single points plus validation steps.")
     minima: list[MinimumDocument] = Field(..., description="Distinct minima, lowest first.")
     failed_relaxations: list[FailedRelaxationDocument] = Field(
