@@ -8,6 +8,10 @@ with the configuration's oracle and validation settings. The relaxations themsel
 the search ran, so the replay is exact but for the check::
 
     python benchmarks/symmetry_check.py CONFIG STORE [CONFIG STORE ...] [--rattle 0.03]
+        [--hessian]
+
+With ``--hessian`` the probe starts, as validation's own relaxation did, from the last
+ensemble's Hessian at the validation's start (recomputed here), where the relaxation used one.
 
 Per store it prints the check's extra oracle steps, the lowest minimum before and after, and
 the references matched before and after; then each result the check moved.
@@ -25,6 +29,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="+", metavar="CONFIG STORE")
     ap.add_argument("--rattle", type=float, help="A (default: the configuration's setting)")
+    ap.add_argument(
+        "--hessian", action="store_true", help="probe from the ensemble's starting Hessian"
+    )
     args = ap.parse_args()
     if len(args.pairs) % 2:
         ap.error("give a configuration and a store for each search")
@@ -36,8 +43,8 @@ def main() -> None:
     from crysal_flows.jobs import Step
     from crysal_flows.oracles import get_oracle
     from crysal_flows.runs import find_runs
-    from crysal_flows.store import local_store, step_outputs
-    from crysal_flows.utils import space_group
+    from crysal_flows.store import last_ensemble, local_store, step_outputs
+    from crysal_flows.utils import space_group, structure_to_atoms
     from crysal_flows.validation.jobs import (
         _past_symmetry,
         build_reference,
@@ -63,6 +70,11 @@ def main() -> None:
 
         for run_id in find_runs(js):
             docs = [d["output"] for d in step_outputs(js, run_id, Step.ORACLE_RELAX, load=True)]
+            ens = None
+            if args.hessian:
+                from crysal_flows.models.ensemble import load_ensemble
+
+                ens = load_ensemble(last_ensemble(js, run_id))
             before, after, moved, extra = [], [], [], 0
             for o in docs:
                 if not o["success"] or o.get("structure") is None:
@@ -73,6 +85,13 @@ def main() -> None:
                 before.append((e, s))
                 lower = None
                 if o["converged"]:
+                    hessian = None
+                    if ens is not None and o.get("ensemble_hessian"):
+                        from crysal_flows.relaxation.hessian import model_hessian
+
+                        start = o["initial_structure"]
+                        start = Structure.from_dict(start) if isinstance(start, dict) else start
+                        hessian = model_hessian(structure_to_atoms(start), ens)
                     n_calls, lower = _past_symmetry(
                         runner,
                         s,
@@ -80,6 +99,7 @@ def main() -> None:
                         cfg.validation.fmax,
                         cfg.validation.max_steps,
                         rattle,
+                        hessian,
                     )
                     extra += n_calls
                 if lower is None:

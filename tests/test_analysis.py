@@ -542,3 +542,58 @@ def test_validation_relaxes_past_a_saddle_its_symmetry_holds():
     cfg = load_config({**TINY, "validation": {"n_structures": 1, "symmetry_rattle": 0.05}})
     assert CycleMaker(config=cfg).validation_maker.symmetry_rattle == 0.05
     assert CycleMaker(config=load_config(TINY)).validation_maker.symmetry_rattle == 0.03
+
+
+def test_the_symmetry_check_probes_from_the_starting_hessian_and_checks_again():
+    """The probe starts from the relaxation's starting Hessian where the oracle takes one (a
+    true minimum comes back in fewer steps), and a lower result that converged is checked in
+    turn, never more than PROBE_ROUNDS times."""
+    from crysal_flows.config import OracleConfig
+    from crysal_flows.oracles import get_oracle
+    from crysal_flows.validation.jobs import PROBE_ROUNDS, _past_symmetry
+
+    runner = get_oracle(OracleConfig(kind="stillinger_weber"))
+    seen = []
+
+    class Recording:
+        uses_hessian = True
+
+        def relax(self, structure, fmax, max_steps, hessian=None):
+            seen.append(hessian is not None)
+            return runner.relax(structure, fmax, max_steps, hessian=hessian)
+
+    d = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
+    plain = runner.relax(d, 0.05, 300)
+    hessian = 10.0 * np.eye(3 * (len(d) + 3))
+    calls, lower = _past_symmetry(
+        Recording(), plain.structure, plain.energy, 0.05, 300, 0.03, hessian
+    )
+    assert lower is None and seen == [True] and 0 < calls
+
+    bcc = atoms_to_structure(bulk("Si", "bcc", a=3.1, cubic=True).repeat((2, 2, 1)))
+    held = runner.relax(bcc, 0.05, 300)
+    seen.clear()
+    calls, lower = _past_symmetry(
+        Recording(), held.structure, held.energy, 0.05, 300, 0.03, hessian
+    )
+    assert lower is not None and lower.energy < held.energy - 0.01 * len(bcc)
+    assert seen[0] is True and not any(seen[1:])  # later relaxations start afresh
+    assert len([s for s in seen if s is False]) <= 2 * PROBE_ROUNDS
+    assert _past_symmetry(runner, held.structure, held.energy, 0.05, 300, 0.03, None, 0) == (
+        0,
+        None,
+    )
+
+
+def test_a_reference_match_needs_the_reference_energy():
+    """StructureMatcher alone took an R-3c saddle 155 meV/atom above corundum for corundum;
+    given both oracle energies, a match must also agree in energy."""
+    from crysal_flows.validation.jobs import MATCH_ENERGY_TOL, matches_reference
+
+    d = atoms_to_structure(bulk("Si", "diamond", a=5.43))
+    big = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 1, 1)))
+    assert matches_reference(big, d)
+    assert matches_reference(big, d, -4.336, -4.3366)
+    assert not matches_reference(big, d, -4.3366 + 2 * MATCH_ENERGY_TOL, -4.3366)
+    assert matches_reference(big, d, -4.0, None)
+    assert not matches_reference(atoms_to_structure(bulk("Si", "bcc", a=3.1)), d)
