@@ -9,7 +9,7 @@ from crysal_flows.analysis.clustering import cluster_low_energy
 from crysal_flows.analysis.stopping import StoppingRule
 from crysal_flows.config import AnalysisConfig
 from crysal_flows.schemas import Candidate, CandidateStatus
-from crysal_flows.utils import atoms_to_structure, fingerprint
+from crysal_flows.utils import atoms_to_structure, fingerprint, structure_to_atoms
 
 
 def test_fingerprint_ignores_scale_order_and_supercells_but_not_structure():
@@ -546,11 +546,12 @@ def test_validation_relaxes_past_a_saddle_its_symmetry_holds():
 
 def test_the_symmetry_check_probes_from_the_starting_hessian_and_checks_again():
     """The probe starts from the relaxation's starting Hessian where the oracle takes one (a
-    true minimum comes back in fewer steps), and a lower result that converged is checked in
-    turn, never more than PROBE_ROUNDS times."""
+    true minimum comes back in fewer steps; where that probe neither converges nor goes lower,
+    BFGS's default Hessian decides), and a lower result that converged is checked in turn,
+    never more than PROBE_ROUNDS times."""
     from crysal_flows.config import OracleConfig
     from crysal_flows.oracles import get_oracle
-    from crysal_flows.validation.jobs import PROBE_ROUNDS, _past_symmetry
+    from crysal_flows.validation.jobs import PROBE_ROUNDS, PROBE_STEPS, _past_symmetry
 
     runner = get_oracle(OracleConfig(kind="stillinger_weber"))
     seen = []
@@ -565,10 +566,21 @@ def test_the_symmetry_check_probes_from_the_starting_hessian_and_checks_again():
     d = atoms_to_structure(bulk("Si", "diamond", a=5.43, cubic=True))
     plain = runner.relax(d, 0.05, 300)
     hessian = 10.0 * np.eye(3 * (len(d) + 3))
+    shaken = structure_to_atoms(d)
+    shaken.rattle(0.05, seed=1)
+    assert runner.relax(atoms_to_structure(shaken), 0.05, 20, hessian=hessian).n_steps > 2
+    assert np.array_equal(hessian, 10.0 * np.eye(len(hessian)))  # BFGS updates a copy
     calls, lower = _past_symmetry(
         Recording(), plain.structure, plain.energy, 0.05, 300, 0.03, hessian
     )
     assert lower is None and seen == [True] and 0 < calls
+    # a Hessian far too soft sends BFGS off with its largest steps: neither back nor lower
+    # after the probe's steps, the default Hessian decides (and finds the minimum)
+    seen.clear()
+    calls, lower = _past_symmetry(
+        Recording(), plain.structure, plain.energy, 0.05, 300, 0.03, 1e-3 * hessian
+    )
+    assert lower is None and seen == [True, False] and calls > PROBE_STEPS
 
     bcc = atoms_to_structure(bulk("Si", "bcc", a=3.1, cubic=True).repeat((2, 2, 1)))
     held = runner.relax(bcc, 0.05, 300)

@@ -142,7 +142,7 @@ class AseOracle(Oracle):
         filt = FrechetCellFilter(atoms)
         opt = BFGS(filt, logfile=None, maxstep=0.2)
         if hessian is not None:
-            hessian = np.asarray(hessian, dtype=float)
+            hessian = np.array(hessian, dtype=float)  # a copy: BFGS updates it in place
             n = 3 * len(filt)
             if hessian.shape != (n, n):
                 raise ValueError(f"starting Hessian of shape {hessian.shape}, expected {(n, n)}")

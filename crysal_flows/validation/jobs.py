@@ -75,7 +75,8 @@ def _past_symmetry(
     155 meV/atom above corundum; a P6/mmm Si16 that falls to hexagonal diamond). A copy of the
     result with the atoms rattled by ``rattle`` A (seeded) is relaxed for ``PROBE_STEPS`` steps,
     from ``hessian`` where the oracle takes one (the ensemble's, at the relaxation's start:
-    true minima come back in fewer steps): back at the same energy (or converged), it was a
+    true minima come back in fewer steps; a probe from it that neither converges nor goes lower
+    is run again from BFGS's default Hessian): back at the same energy (or converged), it was a
     minimum; lower by ``PROBE_DROP`` eV/atom, the relaxation goes on from there, and where it
     converges the new result is checked in turn (at most ``rounds`` checks in all; a probe can
     converge on the flat ground beside a saddle). Structures without symmetry are not probed.
@@ -87,22 +88,34 @@ def _past_symmetry(
     atoms = structure_to_atoms(structure)
     atoms.rattle(rattle, seed=0)
     n = len(structure)
+    rattled = atoms_to_structure(atoms)
     steps = min(PROBE_STEPS, max_steps)
+
+    def lower(r: Any) -> bool:
+        return math.isfinite(r.energy) and r.energy / n <= (energy / n) - PROBE_DROP
+
     if hessian is not None and runner.uses_hessian:
-        probe = runner.relax(atoms_to_structure(atoms), fmax, steps, hessian=hessian)
+        probe = runner.relax(rattled, fmax, steps, hessian=hessian)
+        calls = probe.n_steps
+        if not lower(probe) and not probe.converged:
+            # neither back nor lower: BFGS on a poor guess of the Hessian can climb (a P6/mmm
+            # Si16 saddle, +8 meV/atom after 10 steps); BFGS's default Hessian decides
+            probe = runner.relax(rattled, fmax, steps)
+            calls += probe.n_steps
     else:
-        probe = runner.relax(atoms_to_structure(atoms), fmax, steps)
-    if not math.isfinite(probe.energy) or probe.energy / n > (energy / n) - PROBE_DROP:
-        return probe.n_steps, None
-    calls, result = probe.n_steps, probe
+        probe = runner.relax(rattled, fmax, steps)
+        calls = probe.n_steps
+    if not lower(probe):
+        return calls, None
+    result = probe
     if not probe.converged:
-        rest = runner.relax(probe.structure, fmax, max(max_steps - probe.n_steps, 1))
+        rest = runner.relax(probe.structure, fmax, max(max_steps - calls, 1))
         calls += rest.n_steps
         if not math.isfinite(rest.energy):
             return calls, probe
         result = rest
     if result.converged:
-        more, lower = _past_symmetry(
+        more, deeper = _past_symmetry(
             runner,
             result.structure,
             result.energy,
@@ -113,8 +126,8 @@ def _past_symmetry(
             rounds - 1,
         )
         calls += more
-        if lower is not None:
-            result = lower
+        if deeper is not None:
+            result = deeper
     return calls, result
 
 
