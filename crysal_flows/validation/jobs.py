@@ -94,17 +94,16 @@ def _past_symmetry(
     def lower(r: Any) -> bool:
         return math.isfinite(r.energy) and r.energy / n <= (energy / n) - PROBE_DROP
 
+    probe, calls = None, 0
     if hessian is not None and runner.uses_hessian:
         probe = runner.relax(rattled, fmax, steps, hessian=hessian)
         calls = probe.n_steps
-        if not lower(probe) and not probe.converged:
-            # neither back nor lower: BFGS on a poor guess of the Hessian can climb (a P6/mmm
-            # Si16 saddle, +8 meV/atom after 10 steps); BFGS's default Hessian decides
-            probe = runner.relax(rattled, fmax, steps)
-            calls += probe.n_steps
-    else:
+    if probe is None or not (lower(probe) or probe.converged):
+        # without a Hessian, or neither back nor lower from it: BFGS on a poor guess of the
+        # Hessian can climb (a P6/mmm Si16 saddle, +8 meV/atom after 10 steps), so BFGS's
+        # default Hessian decides
         probe = runner.relax(rattled, fmax, steps)
-        calls = probe.n_steps
+        calls += probe.n_steps
     if not lower(probe):
         return calls, None
     result = probe
