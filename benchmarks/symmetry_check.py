@@ -1,20 +1,24 @@
-"""What ``validation.symmetry_rattle`` adds to finished searches: each validation result, checked.
+"""What ``validation.symmetry_rattle`` adds to finished searches: their minima, checked.
 
 A relaxation keeps the symmetry it starts with, so a validation relaxation can converge to a
-saddle that the symmetry holds it on. For every run in each store, every converged validation
-relaxation is checked as ``oracle_relax`` now does (``crysal_flows.validation.jobs.
-_past_symmetry``: a rattled copy, relaxed for up to 10 oracle steps, and on where it lies lower),
-with the configuration's oracle and validation settings. The relaxations themselves are those
-the search ran, so the replay is exact but for the check::
+saddle that the symmetry holds it on. For every run in each store, the converged validation
+relaxations with symmetry are checked as the search now does (``crysal_flows.validation.jobs.
+check_minima``): grouped into distinct minima as the report groups them, the lowest of each
+checked once (``_past_symmetry``: a rattled copy, relaxed for up to 10 oracle steps, and on where
+it lies lower), with the configuration's oracle and validation settings, the result standing for
+every relaxation of that minimum. With ``--each``, every converged result is checked in turn, as
+the search did before. The relaxations themselves are those the search ran (stores of searches
+that checked them already give the checked results), so the replay is exact but for the check::
 
     python benchmarks/symmetry_check.py CONFIG STORE [CONFIG STORE ...] [--rattle 0.03]
-        [--hessian]
+        [--hessian] [--each]
 
 With ``--hessian`` the probe starts, as validation's own relaxation did, from the last
 ensemble's Hessian at the validation's start (recomputed here), where the relaxation used one.
 
 Per store it prints the check's extra oracle steps, the lowest minimum before and after, and
-the references matched before and after; then each result the check moved.
+the references matched before and after (structure, and energy within ``MATCH_ENERGY_TOL`` of
+the reference's own oracle relaxation in the store); then each result the check moved.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ def main() -> None:
     ap.add_argument(
         "--hessian", action="store_true", help="probe from the ensemble's starting Hessian"
     )
+    ap.add_argument(
+        "--each", action="store_true", help="check every converged result, not each minimum once"
+    )
     args = ap.parse_args()
     if len(args.pairs) % 2:
         ap.error("give a configuration and a store for each search")
@@ -48,6 +55,7 @@ def main() -> None:
     from crysal_flows.validation.jobs import (
         _past_symmetry,
         build_reference,
+        group_minima,
         matches_reference,
     )
 
@@ -63,54 +71,75 @@ def main() -> None:
         runner = get_oracle(cfg.oracle)
         refs = {r.label: build_reference(r) for r in cfg.references}
 
-        def found(minima, refs=refs):
-            return sorted(
-                {k for _, s in minima for k, r in refs.items() if matches_reference(s, r)}
-            )
-
         for run_id in find_runs(js):
             docs = [d["output"] for d in step_outputs(js, run_id, Step.ORACLE_RELAX, load=True)]
+            ref_e = {
+                d["output"]["reference"]: d["output"].get("energy_per_atom")
+                for d in step_outputs(js, run_id, Step.REFERENCE_RELAX, load=True)
+                if d["output"].get("success")
+            }
+
+            def found(minima, refs=refs, ref_e=ref_e):
+                return sorted(
+                    {
+                        k
+                        for e, s in minima
+                        for k, r in refs.items()
+                        if matches_reference(s, r, e, ref_e.get(k))
+                    }
+                )
+
             ens = None
             if args.hessian:
                 from crysal_flows.models.ensemble import load_ensemble
 
                 ens = load_ensemble(last_ensemble(js, run_id))
-            before, after, moved, extra = [], [], [], 0
-            for o in docs:
+            before, after, moved, extra = {}, {}, [], 0
+            held = []  # (index, energy, structure, doc) of converged results with symmetry
+            for i, o in enumerate(docs):
                 if not o["success"] or o.get("structure") is None:
                     continue
                 s = o["structure"]
                 s = Structure.from_dict(s) if isinstance(s, dict) else s
                 e = o["energy_per_atom"]
-                before.append((e, s))
-                lower = None
-                if o["converged"]:
-                    hessian = None
-                    if ens is not None and o.get("ensemble_hessian"):
-                        from crysal_flows.relaxation.hessian import model_hessian
+                before[i] = after[i] = (e, s)
+                if o["converged"] and space_group(s)[1] > 1:
+                    held.append((i, e, s, o))
+            held.sort(key=lambda x: x[1])
+            if args.each:
+                groups = [[k] for k in range(len(held))]
+            else:
+                groups = group_minima([(e, s) for _, e, s, _ in held])
+            for g in groups:
+                i, e, s, o = held[g[0]]
+                hessian = None
+                if ens is not None and o.get("ensemble_hessian"):
+                    from crysal_flows.relaxation.hessian import model_hessian
 
-                        start = o["initial_structure"]
-                        start = Structure.from_dict(start) if isinstance(start, dict) else start
-                        hessian = model_hessian(structure_to_atoms(start), ens)
-                    n_calls, lower = _past_symmetry(
-                        runner,
-                        s,
-                        e * len(s),
-                        cfg.validation.fmax,
-                        cfg.validation.max_steps,
-                        rattle,
-                        hessian,
-                    )
-                    extra += n_calls
+                    start = o["initial_structure"]
+                    start = Structure.from_dict(start) if isinstance(start, dict) else start
+                    hessian = model_hessian(structure_to_atoms(start), ens)
+                n_calls, lower = _past_symmetry(
+                    runner,
+                    s,
+                    e * len(s),
+                    cfg.validation.fmax,
+                    cfg.validation.max_steps,
+                    rattle,
+                    hessian,
+                )
+                extra += n_calls
                 if lower is None:
-                    after.append((e, s))
                     continue
                 e2 = lower.energy / len(s)
-                after.append((e2, lower.structure))
+                for k in g:
+                    after[held[k][0]] = (e2, lower.structure)
                 moved.append(
                     f"  {space_group(s)[0]} {e:.4f} -> {space_group(lower.structure)[0]} "
-                    f"{e2:.4f} eV/atom ({n_calls} steps)"
+                    f"{e2:.4f} eV/atom ({n_calls} steps"
+                    + (f", for {len(g)} relaxations)" if len(g) > 1 else ")")
                 )
+            before, after = list(before.values()), list(after.values())
             if not before:
                 print(f"{store_dir} ({run_id}): no finished validation relaxation")
                 continue

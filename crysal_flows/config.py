@@ -423,12 +423,14 @@ class ValidationConfig(_Strict):
         ge=0,
         le=0.2,
         description="A relaxation keeps the symmetry it starts with and can converge to a "
-        "saddle that the symmetry holds it on. Each converged result with symmetry is rattled "
-        "by this much (A) and relaxed for up to 10 more oracle steps, from the relaxation's "
-        "starting Hessian; if that goes more than 0.2 meV/atom lower, the relaxation goes on "
-        "from there, and a new result is checked in turn (three checks at most). On the twelve "
-        "CHGNet benchmark searches an R-3c Al4O6 155 meV/atom above corundum relaxed on to "
-        "corundum. 0: off.",
+        "saddle that the symmetry holds it on. After the validation's relaxations, each "
+        "distinct converged minimum with symmetry is checked once, in an oracle job of its own: "
+        "rattled by this much (A) and relaxed for up to 10 more oracle steps, from its "
+        "relaxation's starting Hessian; if that goes more than 0.2 meV/atom lower, the "
+        "relaxation goes on from there, a new result is checked in turn (three checks at most), "
+        "and every relaxation that had converged to the minimum takes the lower one. On the "
+        "twelve CHGNet benchmark searches an R-3c Al4O6 155 meV/atom above corundum relaxed on "
+        "to corundum. 0: off.",
     )
     hessian: Literal["ensemble", "default"] = Field(
         "ensemble",

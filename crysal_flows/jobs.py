@@ -50,6 +50,8 @@ class Step:
     VALIDATE = "validate"  # the fan-out job
     ORACLE_RELAX = "oracle_relax"
     REFERENCE_RELAX = "reference_relax"
+    SYMMETRY_CHECK = "symmetry_check"  # the fan-out job
+    SYMMETRY_PROBE = "symmetry_probe"
     REPORT = "report"
 
 

@@ -416,15 +416,17 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     )
     energies = sorted(m.energy_per_atom for m in report.minima)
     assert len(energies) == 2 and energies[0] == pytest.approx(-4.3366, abs=1e-3)  # diamond
-    assert report.validation_steps > 0
-    assert (
-        0
-        < report.symmetry_check_steps
-        == sum(
-            r[1].output.symmetry_check_calls
-            for r in responses.values()
-            if type(r[1].output).__name__ == "OracleRelaxDocument" and r[1].output.reference is None
-        )
+    # the symmetry check ran after the relaxations, once per distinct minimum, in jobs of its own
+    outputs = [r[1].output for r in responses.values()]
+    relaxed = [
+        o for o in outputs if type(o).__name__ == "OracleRelaxDocument" and o.reference is None
+    ]
+    checks = [o for o in outputs if type(o).__name__ == "SymmetryCheckDocument"]
+    assert len(relaxed) == 2 and all(r.symmetry_check_calls == 0 for r in relaxed)
+    assert sorted(i for c in checks for i in c.relaxations) == [0, 1]
+    assert 0 < report.symmetry_check_steps == sum(c.oracle_calls for c in checks)
+    assert report.validation_steps == sum(r.oracle_calls for r in relaxed) + sum(
+        c.oracle_calls for c in checks
     )
     # the report says which minimum only the label reached, and shows its key where a
     # candidate's minimum shows the ensemble's energy
@@ -542,6 +544,74 @@ def test_validation_relaxes_past_a_saddle_its_symmetry_holds():
     cfg = load_config({**TINY, "validation": {"n_structures": 1, "symmetry_rattle": 0.05}})
     assert CycleMaker(config=cfg).validation_maker.symmetry_rattle == 0.05
     assert CycleMaker(config=load_config(TINY)).validation_maker.symmetry_rattle == 0.03
+
+
+def test_the_symmetry_check_runs_once_per_distinct_minimum():
+    """Validation relaxes every chosen cluster first and then checks each distinct converged
+    minimum with symmetry once, in an oracle job of its own: two bcc clusters that converge to
+    the same Stillinger-Weber saddle cost one check, and both take the lower minimum it finds;
+    diamond's check comes back. The report charges each check once."""
+    from configs import TINY
+    from jobflow import Flow, run_locally
+
+    from crysal_flows.analysis.summary import analyse_cycle
+    from crysal_flows.config import load_config
+    from crysal_flows.labelling.schemas import TrainingSetDocument
+    from crysal_flows.schemas import SearchState
+    from crysal_flows.training.schemas import EnsembleDocument
+    from crysal_flows.validation.jobs import OracleRelaxMaker, validate_minima
+
+    b1 = bulk("Si", "bcc", a=3.1, cubic=True).repeat((2, 2, 1))
+    b2 = bulk("Si", "bcc", a=2.9, cubic=True).repeat((2, 1, 2))
+    d = bulk("Si", "diamond", a=5.43, cubic=True)
+    pool = _pool([_cand(0, b1, -4.5), _cand(1, b2, -4.4), _cand(2, d, -4.3)], cycle=1)
+    ts = TrainingSetDocument(
+        cycle=1, labels=[], n_new=0, n_new_failed=0, n_attempted_total=0, n_failed_total=0
+    )
+    ens = EnsembleDocument(cycle=1, members=[], n_requested=2)
+    cfg = load_config({**TINY, "validation": {"n_structures": 3, "n_novel": 0}})
+    uuids = {"pool": "p", "training_set": "t", "ensemble": "e"}
+    out = analyse_cycle(pool, ts, ens, SearchState(run_id="r"), cfg, "s", uuids)
+    assert [cl.representative for cl in out.clusters] == [0, 1, 2]
+
+    def validate(rattle):
+        maker = OracleRelaxMaker(
+            oracle=cfg.oracle, fmax=0.05, max_steps=200, symmetry_rattle=rattle
+        )
+        job = validate_minima(
+            pool, out, [], maker, 3, {"run_id": "r", "name": "t", "composition": "Si8"}, []
+        )
+        responses = run_locally(Flow([job]), ensure_success=True)
+        outputs = [r[1].output for r in responses.values()]
+        (report,) = [o for o in outputs if type(o).__name__ == "ReportDocument"]
+        relaxed = [o for o in outputs if type(o).__name__ == "OracleRelaxDocument"]
+        checks = [o for o in outputs if type(o).__name__ == "SymmetryCheckDocument"]
+        return report, relaxed, checks
+
+    plain, relaxed0, none = validate(0.0)
+    assert none == [] and plain.symmetry_check_steps == 0
+    saddle = [m for m in plain.minima if m.space_group_symbol == "Im-3m"]
+    assert len(saddle) == 1 and sorted(saddle[0].source_indices) == [0, 1]
+
+    report, relaxed, checks = validate(0.03)
+    # the relaxations are the same as without the check; the check came after them
+    assert [r.energy_per_atom for r in relaxed] == pytest.approx(
+        [r.energy_per_atom for r in relaxed0], abs=1e-8
+    )
+    assert all(r.symmetry_check_calls == 0 for r in relaxed)
+    assert len(checks) == 2  # the saddle once (for both clusters), diamond once
+    by_size = sorted(checks, key=lambda c: len(c.relaxations))
+    assert not by_size[0].lower and len(by_size[0].relaxations) == 1
+    down = by_size[1]
+    assert down.lower and len(down.relaxations) == 2
+    assert down.lower_energy_per_atom < saddle[0].energy_per_atom - 0.01
+    assert report.symmetry_check_steps == sum(c.oracle_calls for c in checks) > 0
+    assert report.validation_steps == plain.validation_steps + report.symmetry_check_steps
+    # both bcc clusters are now reported at the minimum below the saddle
+    assert not [m for m in report.minima if m.space_group_symbol == "Im-3m"]
+    below = [m for m in report.minima if 0 in m.source_indices or 1 in m.source_indices]
+    assert len(below) == 1 and sorted(below[0].source_indices) == [0, 1]
+    assert below[0].energy_per_atom == pytest.approx(down.lower_energy_per_atom)
 
 
 def test_the_symmetry_check_probes_from_the_starting_hessian_and_checks_again():

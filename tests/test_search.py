@@ -49,7 +49,13 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     relaxed = [d["output"] for d in memory_store.query({"metadata.crysal_step": "oracle_relax"})]
     assert 1 <= len(relaxed) <= cfg.validation.n_structures + cfg.validation.n_labels
     assert all(r["ensemble_hessian"] for r in relaxed)
-    assert report["validation_steps"] == sum(r["oracle_calls"] for r in relaxed)
+    # ... and their distinct minima were checked past their symmetry, once each, afterwards
+    checks = [d["output"] for d in memory_store.query({"metadata.crysal_step": "symmetry_probe"})]
+    assert 1 <= len(checks) <= len(relaxed)
+    assert report["symmetry_check_steps"] == sum(c["oracle_calls"] for c in checks) > 0
+    assert report["validation_steps"] == sum(r["oracle_calls"] for r in relaxed) + sum(
+        c["oracle_calls"] for c in checks
+    )
     # the right structure: the lowest minimum is diamond, at the oracle's diamond energy
     assert report["found"] == ["diamond"]
     best = report["minima"][0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobflow import Flow, Maker, Response
@@ -32,6 +32,7 @@ from crysal_flows.validation.schemas import (
     MinimumDocument,
     OracleRelaxDocument,
     ReportDocument,
+    SymmetryCheckDocument,
 )
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,14 @@ REPORT_JOB_NAME = "crysal report"
 __all__ = [
     "REPORT_JOB_NAME",
     "OracleRelaxMaker",
+    "apply_checks",
     "build_reference",
+    "check_minima",
+    "group_minima",
     "make_report",
     "matches_reference",
     "oracle_relax",
+    "symmetry_probe",
     "validate_minima",
     "validation_clusters",
 ]
@@ -265,6 +270,204 @@ class OracleRelaxMaker(Maker):
         )
 
 
+#: two validation results are one minimum where they lie within this much (eV/atom) ...
+SAME_MINIMUM_ENERGY = 2e-3
+
+
+def group_minima(results: list[tuple[float, Structure]]) -> list[list[int]]:
+    """Group ``(energy_per_atom, structure)`` pairs into distinct minima, as indices.
+
+    ... and StructureMatcher fits them (primitive cells, scaled volume, supercells). Each group is
+    compared by its first member, so pass the results lowest first for the lowest as the head.
+    """
+    matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True)
+    groups: list[list[int]] = []
+    for i, (e, s) in enumerate(results):
+        for g in groups:
+            e0, s0 = results[g[0]]
+            if abs(e0 - e) < SAME_MINIMUM_ENERGY and matcher.fit(s0, s):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+class _Counting:
+    """An oracle runner that counts the oracle calls of the relaxations it finished."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner, self.calls = runner, 0
+        self.uses_hessian = runner.uses_hessian
+
+    def relax(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.runner.relax(*args, **kwargs)
+        self.calls += result.n_steps
+        return result
+
+
+@crysal_job(schema=SymmetryCheckDocument)
+def symmetry_probe(
+    structure: Structure,
+    energy_per_atom: float,
+    relaxations: list[int],
+    oracle: OracleConfig,
+    fmax: float,
+    max_steps: int,
+    rattle: float,
+    hessian: list[list[float]] | None = None,
+) -> SymmetryCheckDocument:
+    """Check one converged validation minimum past its symmetry (``_past_symmetry``).
+
+    ``relaxations`` are the validation relaxations that converged to it (their indices), whom
+    the result stands for; ``hessian`` is the starting Hessian of the first. A check that fails
+    leaves the minimum as it was, with the calls of the relaxations it finished counted.
+    """
+    t0 = time.perf_counter()
+    runner = get_oracle(oracle)
+    counting = _Counting(runner)
+    n = len(structure)
+    doc = {
+        "relaxations": relaxations,
+        "oracle": runner.identity,
+        "energy_per_atom": energy_per_atom,
+    }
+    try:
+        calls, lower = _past_symmetry(
+            counting, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian
+        )
+    except Exception as exc:  # the minimum found stands; the check is extra
+        logger.warning(
+            "validation: the symmetry check failed (%s); the minimum stands",
+            f"{type(exc).__name__}: {exc}"[:200],
+        )
+        return SymmetryCheckDocument(
+            **doc,
+            oracle_calls=counting.calls,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            seconds=time.perf_counter() - t0,
+        )
+    if lower is None:
+        logger.info(
+            "validation: %.4f eV/atom (%s, %d relaxation%s) is a minimum: the symmetry check "
+            "came back in %d steps",
+            energy_per_atom,
+            space_group(structure)[0],
+            len(relaxations),
+            "s" if len(relaxations) > 1 else "",
+            calls,
+        )
+        return SymmetryCheckDocument(**doc, oracle_calls=calls, seconds=time.perf_counter() - t0)
+    logger.info(
+        "validation: %.4f eV/atom (%s) was a symmetric stationary point, not a minimum: rattled "
+        "by %.2f A it relaxed on to %.4f eV/atom (%s) in %d steps",
+        energy_per_atom,
+        space_group(structure)[0],
+        rattle,
+        lower.energy / n,
+        space_group(lower.structure)[0],
+        calls,
+    )
+    return SymmetryCheckDocument(
+        **doc,
+        oracle_calls=calls,
+        lower=True,
+        structure=lower.structure,
+        lower_energy_per_atom=lower.energy / n,
+        converged=lower.converged,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+@crysal_job(gather=True)
+def check_minima(
+    relaxations: list[OracleRelaxDocument | None],
+    hessians: list[list[list[float]] | None],
+    relax_maker: OracleRelaxMaker,
+    workers: WorkersConfig | None = None,
+) -> Response | list:
+    """Fan out: one symmetry check (validation.symmetry_rattle) per distinct validation minimum.
+
+    The converged results with symmetry are grouped as the report groups minima
+    (``group_minima``); the lowest of each group is checked, from its starting Hessian
+    (``hessians``, one per relaxation). Several clusters often converge to the same minimum,
+    which is then checked once. Returns the checks' documents, for ``make_report``.
+    """
+    held = [
+        (i, r)
+        for i, r in enumerate(relaxations)
+        if r is not None
+        and r.success
+        and r.converged
+        and r.structure is not None
+        and space_group(r.structure)[1] > 1
+    ]
+    if relax_maker.symmetry_rattle <= 0 or not held:
+        return []
+    held.sort(key=lambda x: x[1].energy_per_atom)
+    groups = group_minima([(r.energy_per_atom, r.structure) for _, r in held])
+    probes = []
+    for k, g in enumerate(groups, start=1):
+        i, r = held[g[0]]
+        h = hessians[i] if r.ensemble_hessian and i < len(hessians) else None
+        p = symmetry_probe(
+            r.structure,
+            r.energy_per_atom,
+            [held[j][0] for j in g],
+            relax_maker.oracle,
+            relax_maker.fmax,
+            relax_maker.max_steps,
+            relax_maker.symmetry_rattle,
+            h,
+        )
+        p.name = (
+            f"{relax_maker.name} symmetry check {k}/{len(groups)} (validation, "
+            f"{space_group(r.structure)[0]} {r.energy_per_atom:.4f} eV/atom)"
+        )
+        probes.append(p)
+    logger.info(
+        "validation: %d converged results with symmetry, %d distinct minima to check",
+        len(held),
+        len(groups),
+    )
+    tag(probes, Step.SYMMETRY_PROBE)
+    route(probes, "oracle", workers)
+    return Response(replace=Flow(probes, output=[p.output for p in probes], name="symmetry check"))
+
+
+def apply_checks(
+    relaxations: list[OracleRelaxDocument | None],
+    checks: list[SymmetryCheckDocument | None],
+) -> list[OracleRelaxDocument | None]:
+    """Return the validation relaxations with what their minima's symmetry checks found.
+
+    The first relaxation of each check is charged its oracle calls; where the check went lower,
+    every relaxation of that minimum takes the lower result and keeps its own energy as
+    ``stationary_energy_per_atom``.
+    """
+    out = list(relaxations)
+    for c in checks:
+        if c is None:
+            continue
+        for k, i in enumerate(c.relaxations):
+            r = out[i] if 0 <= i < len(out) else None
+            if r is None:
+                continue
+            update: dict[str, Any] = {}
+            if k == 0:
+                update["oracle_calls"] = r.oracle_calls + c.oracle_calls
+                update["symmetry_check_calls"] = r.symmetry_check_calls + c.oracle_calls
+            if c.lower and c.structure is not None:
+                update.update(
+                    structure=c.structure,
+                    energy_per_atom=c.lower_energy_per_atom,
+                    converged=c.converged,
+                    stationary_energy_per_atom=r.energy_per_atom,
+                )
+            out[i] = r.model_copy(update=update)
+    return out
+
+
 def build_reference(ref: ReferenceStructure) -> Structure:
     """Build a reference structure from a file or ``ase.build.bulk`` arguments."""
     if ref.file is not None:
@@ -311,14 +514,22 @@ def make_report(
     references: list[ReferenceStructure],
     oracle: OracleConfig,
     started: float | None = None,
+    checks: list[SymmetryCheckDocument | None] | None = None,
+    checked: bool = False,
 ) -> ReportDocument:
     """Deduplicate the oracle-relaxed minima, match references, add up the oracle cost.
 
     ``picks`` says what each of ``relaxations`` relaxed (``cluster_rank``, ``source_index``); a
     relaxation that failed, or whose job did not complete (``None``), is listed in
     ``failed_relaxations`` and the others are reported. ``reference_relaxations`` are the oracle
-    relaxations of ``references``, in order (not counted in the oracle cost).
+    relaxations of ``references``, in order (not counted in the oracle cost). ``checks`` are the
+    symmetry checks of the distinct minima (``check_minima``), where ``checked`` says one ran.
     """
+    if checked and checks is None:
+        logger.warning(
+            "validation: the symmetry check did not complete; the minima are reported unchecked"
+        )
+    relaxations = apply_checks(relaxations, checks or [])
     done = [r for r in relaxations if r is not None and r.success and r.structure is not None]
     done.sort(key=lambda r: r.energy_per_atom)
     failed = []
@@ -336,17 +547,9 @@ def make_report(
             len(picks),
             "; ".join(f.error for f in failed)[:300],
         )
-    matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True)
-    groups: list[list[OracleRelaxDocument]] = []
-    for r in done:
-        for g in groups:
-            if abs(g[0].energy_per_atom - r.energy_per_atom) < 2e-3 and matcher.fit(
-                g[0].structure, r.structure
-            ):
-                g.append(r)
-                break
-        else:
-            groups.append([r])
+    groups = [
+        [done[i] for i in g] for g in group_minima([(r.energy_per_atom, r.structure) for r in done])
+    ]
     ref_structs = {ref.label: build_reference(ref) for ref in references}
     ref_energies = {
         ref.label: (rr.energy_per_atom if rr is not None else None)
@@ -523,10 +726,13 @@ def validate_minima(
         relax_maker.oracle,
     )
     n_all = len(chosen) + len(deep)
+    maker = relax_maker
+    if getattr(relax_maker, "symmetry_rattle", 0.0) > 0:
+        maker = replace(relax_maker, symmetry_rattle=0.0)  # checked after, once per minimum
     for i, (cl, h) in enumerate(zip(chosen, hessians[: len(chosen)], strict=True), start=1):
         c = by_index[cl.representative]
         extra = {} if h is None else {"hessian": h}  # makers of old take no Hessian
-        j = relax_maker.make(
+        j = maker.make(
             c.structure,
             source_index=c.index,
             cluster_rank=cl.rank,
@@ -539,7 +745,7 @@ def validate_minima(
         picks.append({"cluster_rank": cl.rank, "source_index": c.index})
     for i, (lab, h) in enumerate(zip(deep, hessians[len(chosen) :], strict=True), start=1):
         extra = {} if h is None else {"hessian": h}
-        j = relax_maker.make(lab.structure, **extra)
+        j = maker.make(lab.structure, **extra)
         j.name = f"{relax_maker.name} {len(chosen) + i}/{n_all} (validation, label {lab.key[:8]})"
         jobs.append(j)
         picks.append({"label": lab.key})
@@ -549,6 +755,12 @@ def validate_minima(
         j.name = f"{relax_maker.name} reference {ref.label}"
         ref_jobs.append(j)
     summaries = [StoredOutput(uuid=u) for u in summary_uuids]
+    check = None
+    if getattr(relax_maker, "symmetry_rattle", 0.0) > 0 and jobs:
+        # the results are checked once per distinct minimum after they are all in, not each
+        # in its own job: clusters often converge to the same minimum
+        check = check_minima([j.output for j in jobs], hessians, relax_maker, workers)
+        check.name = f"{relax_maker.name} symmetry check (validation)"
     report = make_report(
         [j.output for j in jobs],
         picks,
@@ -558,6 +770,8 @@ def validate_minima(
         references,
         relax_maker.oracle,
         started,
+        checks=None if check is None else check.output,
+        checked=check is not None,
     )
     report.name = REPORT_JOB_NAME
     tag(jobs, Step.ORACLE_RELAX)
@@ -565,6 +779,11 @@ def validate_minima(
     tag(report, Step.REPORT)
     route([*jobs, *ref_jobs], "oracle", workers)
     route(report, "driver", workers)
+    checking = []
+    if check is not None:
+        tag(check, Step.SYMMETRY_CHECK)
+        route(check, "driver", workers)
+        checking = [check]
     return Response(
-        replace=Flow([*jobs, *ref_jobs, report], output=report.output, name="validation")
+        replace=Flow([*jobs, *ref_jobs, *checking, report], output=report.output, name="validation")
     )

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-__all__ = ["FailedRelaxationDocument", "MinimumDocument", "OracleRelaxDocument", "ReportDocument"]
+__all__ = [
+    "FailedRelaxationDocument",
+    "MinimumDocument",
+    "OracleRelaxDocument",
+    "ReportDocument",
+    "SymmetryCheckDocument",
+]
 
 
 class OracleRelaxDocument(BaseModel):
@@ -44,6 +50,41 @@ class OracleRelaxDocument(BaseModel):
         "was not a minimum (validation.symmetry_rattle): its energy, eV/atom; the relaxation "
         "went on from a rattled copy to ``energy_per_atom``.",
     )
+
+
+class SymmetryCheckDocument(BaseModel):
+    """The symmetry check of one distinct validation minimum (validation.symmetry_rattle).
+
+    Validation results that converged to the same minimum with symmetry are checked once, from
+    the lowest of them; what the check finds stands for all of them.
+    """
+
+    relaxations: list[int] = Field(
+        ...,
+        description="Indices of the validation relaxations that converged to this minimum; the "
+        "first was checked and is charged the check's oracle calls.",
+    )
+    oracle: str = Field(..., description="Identity of the oracle.")
+    energy_per_atom: float = Field(..., description="The checked minimum's energy, eV/atom.")
+    oracle_calls: int = Field(0, description="Oracle calls of the check.")
+    lower: bool = Field(
+        False,
+        description="Whether the minimum was a symmetric stationary point that is not one: the "
+        "rattled copy relaxed on lower.",
+    )
+    structure: Structure | None = Field(
+        None, description="Where it relaxed on to (only where lower)."
+    )
+    lower_energy_per_atom: float | None = Field(
+        None, description="The energy there, eV/atom (only where lower)."
+    )
+    converged: bool = Field(
+        True, description="Whether the relaxation on from the rattled copy converged."
+    )
+    error: str | None = Field(
+        None, description="Why the check failed, if it did (the minimum then stands)."
+    )
+    seconds: float = Field(0.0, description="Wall time, s.")
 
 
 class MinimumDocument(BaseModel):
