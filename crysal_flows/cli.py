@@ -122,6 +122,14 @@ def format_report(r: dict[str, Any]) -> str:
                 f"; the lowest minimum ({low['space_group_symbol']}) lies "
                 f"{(low['energy_per_atom'] - e) * 1000:+.1f} meV/atom from it"
             )
+            # a minimum with the reference's structure but not its energy (a saddle of the
+            # same symmetry) is named, so a reader does not take the match table for a find
+            near = [m for m in r["minima"] if label in m.get("structure_matches", [])]
+            if near:
+                found += (
+                    f"; minimum {near[0]['rank']} has its structure at "
+                    f"{(near[0]['energy_per_atom'] - e) * 1000:+.1f} meV/atom"
+                )
         lines.append(
             f"  reference {label}: {'n/a' if e is None else f'{e:.4f}'} eV/atom "
             f"(oracle-relaxed), {found}"

@@ -679,3 +679,39 @@ def test_a_reference_match_needs_the_reference_energy():
     assert not matches_reference(big, d, -4.3366 + 2 * MATCH_ENERGY_TOL, -4.3366)
     assert matches_reference(big, d, -4.0, None)
     assert not matches_reference(atoms_to_structure(bulk("Si", "bcc", a=3.1)), d)
+
+    # the report: a minimum with the structure but not the energy is no find, and is named
+    from crysal_flows.cli import format_report
+    from crysal_flows.config import OracleConfig, ReferenceStructure
+    from crysal_flows.validation.jobs import make_report
+    from crysal_flows.validation.schemas import OracleRelaxDocument
+
+    def relaxed(structure, e, **kw):
+        return OracleRelaxDocument(
+            oracle="sw",
+            success=True,
+            converged=True,
+            initial_structure=structure,
+            structure=structure,
+            energy_per_atom=e,
+            **kw,
+        )
+
+    ref = ReferenceStructure(label="diamond", bulk={"name": "Si", "crystalstructure": "diamond"})
+    low = atoms_to_structure(bulk("Si", "sc", a=2.5).repeat((2, 1, 1)))
+    report = make_report.original(
+        [relaxed(low, -4.40), relaxed(big, -4.20)],
+        [{"cluster_rank": 1, "source_index": 0}, {"cluster_rank": 2, "source_index": 1}],
+        [relaxed(d, -4.3366, reference="diamond")],
+        [],
+        {"run_id": "r", "name": "t", "composition": "Si2"},
+        [ref],
+        OracleConfig(kind="stillinger_weber"),
+    )
+    assert report.found == [] and [m.matches for m in report.minima] == [[], []]
+    assert [m.structure_matches for m in report.minima] == [[], ["diamond"]]
+    line = format_report(report.model_dump()).splitlines()[-1]
+    assert line.endswith(
+        "NOT found; the lowest minimum (Pm-3m) lies -63.4 meV/atom from it; "
+        "minimum 2 has its structure at +136.6 meV/atom"
+    ), line

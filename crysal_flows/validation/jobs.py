@@ -560,10 +560,13 @@ def make_report(
     for rank, g in enumerate(groups, start=1):
         head = g[0]
         symbol, number = space_group(head.structure)
+        shaped = [label for label, s in ref_structs.items() if matches_reference(head.structure, s)]
         matches = [
             label
-            for label, s in ref_structs.items()
-            if matches_reference(head.structure, s, head.energy_per_atom, ref_energies.get(label))
+            for label in shaped
+            if matches_reference(
+                head.structure, ref_structs[label], head.energy_per_atom, ref_energies.get(label)
+            )
         ]
         minima.append(
             MinimumDocument(
@@ -577,6 +580,7 @@ def make_report(
                 space_group_symbol=symbol,
                 space_group_number=number,
                 matches=matches,
+                structure_matches=[label for label in shaped if label not in matches],
                 source_indices=[r.source_index for r in g if r.source_index is not None],
                 labels=[label_of[id(r)] for r in g if id(r) in label_of],
             )

@@ -100,6 +100,11 @@ class MinimumDocument(BaseModel):
     space_group_symbol: str = Field(..., description="Space group symbol (tolerance 0.1 A).")
     space_group_number: int = Field(..., description="Space group number.")
     matches: list[str] = Field(default_factory=list, description="Reference structures it matches.")
+    structure_matches: list[str] = Field(
+        default_factory=list,
+        description="References whose structure it has but not their oracle energy (further "
+        "than MATCH_ENERGY_TOL): a saddle of the same symmetry, or another basin.",
+    )
     source_indices: list[int] = Field(..., description="Pool candidates that relaxed into it.")
     labels: list[str] = Field(
         default_factory=list,
