@@ -612,6 +612,14 @@ def test_the_symmetry_check_runs_once_per_distinct_minimum():
     below = [m for m in report.minima if 0 in m.source_indices or 1 in m.source_indices]
     assert len(below) == 1 and sorted(below[0].source_indices) == [0, 1]
     assert below[0].energy_per_atom == pytest.approx(down.lower_energy_per_atom)
+    # a check that never came back (its jobs lost on a cluster) leaves the minima unchecked
+    from crysal_flows.validation.jobs import make_report
+
+    picks = [{"cluster_rank": r.cluster_rank, "source_index": r.source_index} for r in relaxed]
+    args = (relaxed, picks, [], [], {"run_id": "r", "name": "t", "composition": "Si8"}, [])
+    lost = make_report.original(*args, cfg.oracle, checks=None, checked=True)
+    assert [m.energy_per_atom for m in lost.minima] == [m.energy_per_atom for m in plain.minima]
+    assert lost.symmetry_check_steps == 0
 
 
 def test_the_symmetry_check_probes_from_the_starting_hessian_and_checks_again():

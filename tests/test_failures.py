@@ -16,7 +16,7 @@ from crysal_flows.local import run_flow
 from crysal_flows.relaxation.jobs import merge_shards, shard_indices
 from crysal_flows.store import local_store
 from crysal_flows.training.jobs import gather_ensemble
-from crysal_flows.validation.jobs import make_report
+from crysal_flows.validation.jobs import OracleRelaxMaker, check_minima, make_report
 
 
 def faulty_search(config: dict):
@@ -40,6 +40,7 @@ def test_gather_jobs_tolerate_missing_parents_on_the_job_and_in_fireworks():
         merge_shards([], None, 0),
         collect_labels([]),
         make_report([], [], [], [], {}, [], None),
+        check_minima([], [], OracleRelaxMaker()),
     ):
         assert j.config.on_missing_references == OnMissing.NONE, j.name
         assert j.config.expose_store
