@@ -203,6 +203,9 @@ def _assert_completed_and_routed(env: dict, work: Path, submitted: int) -> list[
     # the lowest cluster, and a label below the pool's best if there is one (validation.n_labels)
     assert any(re.match(r"oracle relax 1/[12] \(validation, cluster 1\)", n) for n in names)
     assert any(n.startswith("oracle relax reference diamond") for n in names)
+    # the validation's minima were grouped for the symmetry check, and each checked in a job
+    assert "oracle relax symmetry check (validation)" in names
+    assert any(re.match(r"oracle relax symmetry check 1/\d+ \(validation, ", n) for n in names)
     # every job ran on a worker of its category: ML jobs on the GPU worker, the rest on the CPU one
     for r in rows:
         expected = (
