@@ -392,7 +392,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     p = view.progress
     if p is not None and p.validating:
-        lines.append(f"  now: validation, {p.relaxations_done} oracle relaxation(s) finished")
+        checks = f", {p.checks_done} symmetry check(s) of its minima" if p.checks_done else ""
+        lines.append(
+            f"  now: validation, {p.relaxations_done} oracle relaxation(s) finished{checks}"
+        )
     elif p is not None:
 
         def of(done: int, total: int | None) -> str:

@@ -32,6 +32,7 @@ class CycleProgress:
     shards_total: int | None
     validating: bool = False  # the search is in its final oracle relaxations
     relaxations_done: int = 0
+    checks_done: int = 0  # symmetry checks of the validation's minima (validation.symmetry_rattle)
 
 
 @dataclass
@@ -178,6 +179,7 @@ def _progress(store: JobStore, run_id: str, summaries: list[dict]) -> CycleProgr
     last = summaries[-1] if summaries else None
     if last is not None and last.get("stop"):
         done = step_outputs(store, run_id, Step.ORACLE_RELAX, properties=["uuid"])
+        checks = step_outputs(store, run_id, Step.SYMMETRY_PROBE, properties=["uuid"])
         return CycleProgress(
             cycle=last["cycle"],
             labels_done=0,
@@ -188,6 +190,7 @@ def _progress(store: JobStore, run_id: str, summaries: list[dict]) -> CycleProgr
             shards_total=None,
             validating=True,
             relaxations_done=len(done),
+            checks_done=len(checks),
         )
     c = 0 if last is None else last["cycle"] + 1
 

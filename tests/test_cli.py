@@ -117,6 +117,24 @@ def test_finished_run_status_results_export_plot_models(tmp_path):
     missing = crysal("models", "--store", store, "--run", "nope", "-o", "x")
     assert missing.returncode == 2 and "no finished run named 'nope'" in missing.stderr
 
+    # a run whose report is not in yet (a cluster's validation still running): status says
+    # how far the validation's relaxations and the symmetry checks of their minima have come
+    from crysal_flows.store import local_store
+
+    js = local_store(store, create=False)
+    js.connect()
+    n_relaxed = js.docs_store.count({"metadata.crysal_step": "oracle_relax"})
+    n_checked = js.docs_store.count({"metadata.crysal_step": "symmetry_probe"})
+    assert n_relaxed >= 1 and n_checked >= 1
+    js.docs_store.remove_docs({"metadata.crysal_step": "report"})
+    js.close()
+    status = crysal("status", "--store", store)
+    assert status.returncode == 0, status.stderr
+    assert (
+        f"now: validation, {n_relaxed} oracle relaxation(s) finished, {n_checked} symmetry "
+        "check(s) of its minima"
+    ) in status.stdout, status.stdout
+
 
 @pytest.mark.slow
 def test_run_into_the_configured_jobstore(tmp_path):
