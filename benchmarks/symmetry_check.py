@@ -55,8 +55,8 @@ def main() -> None:
     from crysal_flows.validation.jobs import (
         _past_symmetry,
         build_reference,
-        group_minima,
         matches_reference,
+        minima_to_check,
     )
 
     for cfg_file, store_dir in zip(args.pairs[::2], args.pairs[1::2], strict=True):
@@ -95,23 +95,21 @@ def main() -> None:
 
                 ens = load_ensemble(last_ensemble(js, run_id))
             before, after, moved, extra = {}, {}, [], 0
-            held = []  # (index, energy, structure, doc) of converged results with symmetry
+            converged: list = []  # (energy, structure) of each converged result, else None
             for i, o in enumerate(docs):
+                converged.append(None)
                 if not o["success"] or o.get("structure") is None:
                     continue
                 s = o["structure"]
                 s = Structure.from_dict(s) if isinstance(s, dict) else s
-                e = o["energy_per_atom"]
-                before[i] = after[i] = (e, s)
-                if o["converged"] and space_group(s)[1] > 1:
-                    held.append((i, e, s, o))
-            held.sort(key=lambda x: x[1])
+                before[i] = after[i] = (o["energy_per_atom"], s)
+                if o["converged"]:
+                    converged[i] = before[i]
+            groups = minima_to_check(converged)
             if args.each:
-                groups = [[k] for k in range(len(held))]
-            else:
-                groups = group_minima([(e, s) for _, e, s, _ in held])
+                groups = [[i] for g in groups for i in g]
             for g in groups:
-                i, e, s, o = held[g[0]]
+                (e, s), o = converged[g[0]], docs[g[0]]
                 hessian = None
                 if ens is not None and o.get("ensemble_hessian"):
                     from crysal_flows.relaxation.hessian import model_hessian
@@ -132,8 +130,8 @@ def main() -> None:
                 if lower is None:
                     continue
                 e2 = lower.energy / len(s)
-                for k in g:
-                    after[held[k][0]] = (e2, lower.structure)
+                for i in g:
+                    after[i] = (e2, lower.structure)
                 moved.append(
                     f"  {space_group(s)[0]} {e:.4f} -> {space_group(lower.structure)[0]} "
                     f"{e2:.4f} eV/atom ({n_calls} steps"

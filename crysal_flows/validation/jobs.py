@@ -48,6 +48,7 @@ __all__ = [
     "group_minima",
     "make_report",
     "matches_reference",
+    "minima_to_check",
     "oracle_relax",
     "symmetry_probe",
     "validate_minima",
@@ -135,6 +136,72 @@ def _past_symmetry(
     return calls, result
 
 
+def minima_to_check(results: list[tuple[float, Structure] | None]) -> list[list[int]]:
+    """Which converged results the symmetry check probes: the distinct minima with symmetry.
+
+    ``results`` holds ``(energy_per_atom, structure)`` of each converged result, None for the
+    others. Returns groups of indices into ``results`` (``group_minima``), lowest first within
+    and between groups: the first of each is checked, for all of them.
+    """
+    held = [
+        i
+        for i, r in enumerate(results)
+        if r is not None and space_group(r[1])[1] > 1  # P1 holds no saddle by symmetry
+    ]
+    held.sort(key=lambda i: results[i][0])
+    groups = group_minima([results[i] for i in held])
+    return [[held[k] for k in g] for g in groups]
+
+
+class _Counting:
+    """An oracle runner that counts the oracle calls of the relaxations it finished."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner, self.calls = runner, 0
+        self.uses_hessian = runner.uses_hessian
+
+    def relax(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.runner.relax(*args, **kwargs)
+        self.calls += result.n_steps
+        return result
+
+
+def _check_symmetry(
+    runner: Any,
+    structure: Structure,
+    energy: float,
+    fmax: float,
+    max_steps: int,
+    rattle: float,
+    hessian: Any = None,
+) -> tuple[int, Any, str | None]:
+    """Run ``_past_symmetry`` on a converged result; a check that raises leaves it standing.
+
+    Returns the oracle calls spent (those of the relaxations it finished, where it raised), the
+    lower ``Relaxation`` or None, and the error, if any.
+    """
+    counting = _Counting(runner)
+    try:
+        _, lower = _past_symmetry(counting, structure, energy, fmax, max_steps, rattle, hessian)
+    except Exception as exc:  # the minimum found stands; the check is extra
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("validation: symmetry check failed (%s); the minimum stands", error[:200])
+        return counting.calls, None, error[:500]
+    if lower is not None:
+        n = len(structure)
+        logger.info(
+            "validation: %.4f eV/atom (%s) was a symmetric stationary point, not a minimum: "
+            "rattled by %.2f A it relaxed on to %.4f eV/atom (%s) in %d steps",
+            energy / n,
+            space_group(structure)[0],
+            rattle,
+            lower.energy / n,
+            space_group(lower.structure)[0],
+            counting.calls,
+        )
+    return counting.calls, lower, None
+
+
 def oracle_relax(
     structure: Structure,
     oracle: OracleConfig,
@@ -169,37 +236,14 @@ def oracle_relax(
         )
         if not math.isfinite(energy):
             raise FloatingPointError("oracle energy is not finite")
-        extra, lower = 0, None
         if converged:
-            try:
-                extra, lower = _past_symmetry(
-                    runner,
-                    final,
-                    energy,
-                    fmax,
-                    max_steps,
-                    symmetry_rattle,
-                    hessian if used else None,
-                )
-            except Exception as exc:  # the minimum found stands; the check is extra
-                logger.warning(
-                    "validation: the symmetry check failed (%s); the relaxation's result stands",
-                    f"{type(exc).__name__}: {exc}"[:200],
-                )
+            extra, lower, _ = _check_symmetry(
+                runner, final, energy, fmax, max_steps, symmetry_rattle, hessian if used else None
+            )
             calls += extra
             meta["symmetry_check_calls"] = extra
             if lower is not None:
-                n = len(structure)
-                logger.info(
-                    "validation: %.4f eV/atom (%s) was a symmetric stationary point, not a "
-                    "minimum: rattled by %.2f A it relaxed on to %.4f eV/atom (%d more steps)",
-                    energy / n,
-                    space_group(final)[0],
-                    symmetry_rattle,
-                    lower.energy / n,
-                    extra,
-                )
-                meta["stationary_energy_per_atom"] = energy / n
+                meta["stationary_energy_per_atom"] = energy / len(structure)
                 final, energy, converged = lower.structure, lower.energy, lower.converged
     except Exception as exc:  # the report lists failures; the search result survives them
         logger.warning(
@@ -293,19 +337,6 @@ def group_minima(results: list[tuple[float, Structure]]) -> list[list[int]]:
     return groups
 
 
-class _Counting:
-    """An oracle runner that counts the oracle calls of the relaxations it finished."""
-
-    def __init__(self, runner: Any) -> None:
-        self.runner, self.calls = runner, 0
-        self.uses_hessian = runner.uses_hessian
-
-    def relax(self, *args: Any, **kwargs: Any) -> Any:
-        result = self.runner.relax(*args, **kwargs)
-        self.calls += result.n_steps
-        return result
-
-
 @crysal_job(schema=SymmetryCheckDocument)
 def symmetry_probe(
     structure: Structure,
@@ -325,29 +356,11 @@ def symmetry_probe(
     """
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
-    counting = _Counting(runner)
     n = len(structure)
-    doc = {
-        "relaxations": relaxations,
-        "oracle": runner.identity,
-        "energy_per_atom": energy_per_atom,
-    }
-    try:
-        calls, lower = _past_symmetry(
-            counting, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian
-        )
-    except Exception as exc:  # the minimum found stands; the check is extra
-        logger.warning(
-            "validation: the symmetry check failed (%s); the minimum stands",
-            f"{type(exc).__name__}: {exc}"[:200],
-        )
-        return SymmetryCheckDocument(
-            **doc,
-            oracle_calls=counting.calls,
-            error=f"{type(exc).__name__}: {exc}"[:500],
-            seconds=time.perf_counter() - t0,
-        )
-    if lower is None:
+    calls, lower, error = _check_symmetry(
+        runner, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian
+    )
+    if lower is None and error is None:
         logger.info(
             "validation: %.4f eV/atom (%s, %d relaxation%s) is a minimum: the symmetry check "
             "came back in %d steps",
@@ -357,24 +370,16 @@ def symmetry_probe(
             "s" if len(relaxations) > 1 else "",
             calls,
         )
-        return SymmetryCheckDocument(**doc, oracle_calls=calls, seconds=time.perf_counter() - t0)
-    logger.info(
-        "validation: %.4f eV/atom (%s) was a symmetric stationary point, not a minimum: rattled "
-        "by %.2f A it relaxed on to %.4f eV/atom (%s) in %d steps",
-        energy_per_atom,
-        space_group(structure)[0],
-        rattle,
-        lower.energy / n,
-        space_group(lower.structure)[0],
-        calls,
-    )
     return SymmetryCheckDocument(
-        **doc,
+        relaxations=relaxations,
+        oracle=runner.identity,
+        energy_per_atom=energy_per_atom,
         oracle_calls=calls,
-        lower=True,
-        structure=lower.structure,
-        lower_energy_per_atom=lower.energy / n,
-        converged=lower.converged,
+        lower=lower is not None,
+        structure=None if lower is None else lower.structure,
+        lower_energy_per_atom=None if lower is None else lower.energy / n,
+        converged=True if lower is None else lower.converged,
+        error=error,
         seconds=time.perf_counter() - t0,
     )
 
@@ -393,32 +398,30 @@ def check_minima(
     (``hessians``, one per relaxation). Several clusters often converge to the same minimum,
     which is then checked once. Returns the checks' documents, for ``make_report``.
     """
-    held = [
-        (i, r)
-        for i, r in enumerate(relaxations)
-        if r is not None
-        and r.success
-        and r.converged
-        and r.structure is not None
-        and space_group(r.structure)[1] > 1
-    ]
-    if relax_maker.symmetry_rattle <= 0 or not held:
+    if relax_maker.symmetry_rattle <= 0:
         return []
-    held.sort(key=lambda x: x[1].energy_per_atom)
-    groups = group_minima([(r.energy_per_atom, r.structure) for _, r in held])
+    groups = minima_to_check(
+        [
+            (r.energy_per_atom, r.structure)
+            if r is not None and r.success and r.converged and r.structure is not None
+            else None
+            for r in relaxations
+        ]
+    )
+    if not groups:
+        return []
     probes = []
     for k, g in enumerate(groups, start=1):
-        i, r = held[g[0]]
-        h = hessians[i] if r.ensemble_hessian and i < len(hessians) else None
+        r = relaxations[g[0]]
         p = symmetry_probe(
             r.structure,
             r.energy_per_atom,
-            [held[j][0] for j in g],
+            g,
             relax_maker.oracle,
             relax_maker.fmax,
             relax_maker.max_steps,
             relax_maker.symmetry_rattle,
-            h,
+            hessians[g[0]] if r.ensemble_hessian else None,
         )
         p.name = (
             f"{relax_maker.name} symmetry check {k}/{len(groups)} (validation, "
@@ -427,7 +430,7 @@ def check_minima(
         probes.append(p)
     logger.info(
         "validation: %d converged results with symmetry, %d distinct minima to check",
-        len(held),
+        sum(len(g) for g in groups),
         len(groups),
     )
     tag(probes, Step.SYMMETRY_PROBE)
@@ -493,14 +496,17 @@ def matches_reference(
 
     Given both energies (the same oracle), they must also agree within ``MATCH_ENERGY_TOL``.
     """
-    if (
-        energy_per_atom is not None
-        and reference_energy_per_atom is not None
-        and abs(energy_per_atom - reference_energy_per_atom) > MATCH_ENERGY_TOL
-    ):
-        return False
-    return StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=True).fit(
-        structure, reference
+    return _energies_agree(energy_per_atom, reference_energy_per_atom) and StructureMatcher(
+        primitive_cell=True, scale=True, attempt_supercell=True
+    ).fit(structure, reference)
+
+
+def _energies_agree(energy_per_atom: float | None, reference_energy_per_atom: float | None) -> bool:
+    """Whether two oracle energies agree within ``MATCH_ENERGY_TOL`` (True where one is unknown)."""
+    return (
+        energy_per_atom is None
+        or reference_energy_per_atom is None
+        or abs(energy_per_atom - reference_energy_per_atom) <= MATCH_ENERGY_TOL
     )
 
 
@@ -564,9 +570,7 @@ def make_report(
         matches = [
             label
             for label in shaped
-            if matches_reference(
-                head.structure, ref_structs[label], head.energy_per_atom, ref_energies.get(label)
-            )
+            if _energies_agree(head.energy_per_atom, ref_energies.get(label))
         ]
         minima.append(
             MinimumDocument(
