@@ -281,7 +281,7 @@ class CycleMaker(Maker):
                 cfg.references,
                 state.started,
                 self.workers,
-                ensemble=StoredOutput(uuid=resume.ensemble),
+                ensemble_uuid=resume.ensemble,
                 hessian=cfg.validation.hessian,
             )
             follow.name = "validate minima"

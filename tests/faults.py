@@ -66,6 +66,7 @@ class FailingValidationMaker(OracleRelaxMaker):
         predicted_energy_per_atom=None,
         reference=None,
         hessian=None,
+        ensemble=None,
     ) -> OracleRelaxDocument:
         if cluster_rank == self.fail_rank:
             raise InjectedFault(f"validation of cluster {cluster_rank} hit its walltime")
@@ -77,4 +78,5 @@ class FailingValidationMaker(OracleRelaxMaker):
             predicted_energy_per_atom,
             reference,
             hessian,
+            ensemble,
         )

@@ -416,6 +416,28 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     )
     energies = sorted(m.energy_per_atom for m in report.minima)
     assert len(energies) == 2 and energies[0] == pytest.approx(-4.3366, abs=1e-3)  # diamond
+    # from the ensemble's Hessian, the jobs it adds carry the ensemble's uuid, not the matrices
+    # (each oracle job computes its own: tests/test_hessian.py), so the document that adds
+    # them does not grow with the cell
+    import json
+
+    from monty.json import jsanitize
+
+    from crysal_flows.refs import StoredOutput
+
+    def added(**kw):
+        response = validate_minima.original(
+            pool, out, [], job.function_args[3], 1, job.function_args[5], [], **kw
+        )
+        return response.replace, len(json.dumps(jsanitize(response.replace, strict=True)))
+
+    flow, size = added(ensemble_uuid="e0", hessian="ensemble")
+    relax = [j for j in flow.jobs if "validation, " in j.name and "symmetry" not in j.name]
+    assert len(relax) == 2
+    assert all(j.function_kwargs["ensemble"] == StoredOutput(uuid="e0") for j in relax)
+    (check,) = [j for j in flow.jobs if j.name.endswith("symmetry check (validation)")]
+    assert check.function_args[-1] == "e0"
+    assert size - added(ensemble_uuid="e0", hessian="default")[1] < 2000
     # the symmetry check ran after the relaxations, once per distinct minimum, in jobs of its own
     outputs = [r[1].output for r in responses.values()]
     relaxed = [

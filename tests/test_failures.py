@@ -40,7 +40,7 @@ def test_gather_jobs_tolerate_missing_parents_on_the_job_and_in_fireworks():
         merge_shards([], None, 0),
         collect_labels([]),
         make_report([], [], [], [], {}, [], None),
-        check_minima([], [], OracleRelaxMaker()),
+        check_minima([], OracleRelaxMaker()),
     ):
         assert j.config.on_missing_references == OnMissing.NONE, j.name
         assert j.config.expose_store

@@ -216,6 +216,16 @@ def _assert_completed_and_routed(env: dict, work: Path, submitted: int) -> list[
     return rows
 
 
+RELAXED = """
+import json
+from jobflow import SETTINGS
+store = SETTINGS.JOB_STORE
+store.connect()
+docs = store.query({"metadata.crysal_step": "oracle_relax"}, properties=["output"])
+print("RELAXED" + json.dumps([d["output"]["ensemble_hessian"] for d in docs]))
+"""
+
+
 def _report(env: dict, work: Path) -> dict:
     """The one report that ``crysal results --jobstore`` finds in the workers' JobStore."""
     res = _run(
@@ -243,6 +253,11 @@ def test_submitted_file_lpad_add_qlaunch_slurm_until_completed(slurm, tmp_path):
 
     report = _report(env, work)
     assert report["name"] == "tiny-fw" and report["cycles"] == 2
+    # each validation relaxation loaded the last ensemble on the CPU worker (its job carries
+    # the ensemble's uuid) and started from its Hessian
+    out = _run([sys.executable, "-c", RELAXED], env, work)
+    relaxed = json.loads(out.split("RELAXED", 1)[1].splitlines()[0])
+    assert relaxed and all(relaxed), relaxed
     assert report["minima"] and report["minima"][0]["structure"]["@class"] == "Structure"
     assert report["references"]["diamond"] is not None
 

@@ -81,3 +81,44 @@ def test_oracles_with_their_own_optimiser_take_no_hessian():
     assert get_oracle(OracleConfig(kind="ase", calculator=EMT)).uses_hessian
     cp2k = get_oracle(OracleConfig(kind="cp2k"))
     assert not cp2k.uses_hessian
+
+
+def test_oracle_jobs_compute_the_ensembles_hessian_from_its_uuid(memory_store):
+    """The validation's oracle jobs carry the ensemble's uuid, not the matrix: each loads the
+    ensemble from the store where it runs and starts from its Hessian at its own structure (the
+    symmetry check's probe at the relaxation's start), the same steps as from the matrix."""
+    from jobflow import Flow, job, run_locally
+
+    from crysal_flows.refs import StoredOutput
+    from crysal_flows.training.schemas import EnsembleDocument
+    from crysal_flows.validation.jobs import OracleRelaxMaker, ensemble_hessian, symmetry_probe
+
+    doc = EnsembleDocument(
+        cycle=0, members=[], n_requested=0, prior=PriorConfig(kind="ase", calculator=EMT)
+    )
+    source = job(lambda: doc)()
+    run_locally(Flow([source]), store=memory_store, ensure_success=True, log=False)
+    ref = StoredOutput(uuid=source.uuid)
+
+    oracle = OracleConfig(kind="ase", calculator=EMT)
+    structure = atoms_to_structure(_strained_cu())
+    h = ensemble_hessian(structure, doc)
+    exact = Ensemble([], [], prior=CalculatorPrior(doc.prior))
+    assert np.allclose(h, model_hessian(structure_to_atoms(structure), exact))
+    direct = oracle_relax(structure, oracle, 0.01, 300, hessian=h)
+    maker = OracleRelaxMaker(oracle=oracle, fmax=0.01, max_steps=300)
+    relax = maker.make(structure, ensemble=ref)
+    assert relax.function_kwargs["ensemble"] == ref and "hessian" not in relax.function_kwargs
+    fcc = oracle_relax(atoms_to_structure(bulk("Cu", "fcc", a=3.6, cubic=True)), oracle, 0.01, 300)
+    args = (fcc.structure, fcc.energy_per_atom, [0], oracle, 0.01, 300, 0.1)
+    probe = symmetry_probe(*args, ensemble=ref, start=structure)
+    out = run_locally(Flow([relax, probe]), store=memory_store, ensure_success=True, log=False)
+    warm = out[relax.uuid][1].output
+    assert warm.ensemble_hessian and warm.success and warm.converged
+    assert warm.oracle_calls == direct.oracle_calls
+    assert warm.energy_per_atom == pytest.approx(direct.energy_per_atom, abs=1e-8)
+    check = out[probe.uuid][1].output
+    assert check.error is None and not check.lower and check.oracle_calls > 0
+    # ... from the Hessian at the start, as from the matrix itself (not BFGS's default)
+    assert check.oracle_calls == symmetry_probe.original(*args, hessian=h).oracle_calls
+    assert check.oracle_calls != symmetry_probe.original(*args).oracle_calls

@@ -209,18 +209,23 @@ def oracle_relax(
     max_steps: int,
     hessian: Any = None,
     symmetry_rattle: float = 0.0,
+    ensemble: EnsembleDocument | None = None,
     **meta,
 ) -> OracleRelaxDocument:
     """Relax positions and cell with the oracle, counting oracle calls; failures are recorded.
 
     ``hessian`` (an array or nested lists, see ``crysal_flows.relaxation.hessian``) is the
-    starting Hessian, for oracles whose ``uses_hessian`` is set; others relax without it. With
-    ``symmetry_rattle`` (A), a converged result with symmetry is checked for a stationary point
-    that is not a minimum (``_past_symmetry``); the check's oracle calls are counted.
+    starting Hessian, for oracles whose ``uses_hessian`` is set; others relax without it. Without
+    one, an ``ensemble`` gives its Hessian at ``structure`` (``ensemble_hessian``), computed
+    here. With ``symmetry_rattle`` (A), a converged result with symmetry is checked for a
+    stationary point that is not a minimum (``_past_symmetry``); the check's oracle calls are
+    counted.
     """
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
     identity = runner.identity
+    if hessian is None and ensemble is not None and runner.uses_hessian:
+        hessian = ensemble_hessian(structure, ensemble)
     used = hessian is not None and runner.uses_hessian
     meta["ensemble_hessian"] = used
     try:
@@ -298,8 +303,13 @@ class OracleRelaxMaker(Maker):
         predicted_energy_per_atom: float | None = None,
         reference: str | None = None,
         hessian: list[list[float]] | None = None,
+        ensemble: EnsembleDocument | None = None,
     ) -> OracleRelaxDocument:
-        """Relax ``structure`` (from ``hessian`` if given); failures come back unsuccessful."""
+        """Relax ``structure`` (from ``hessian``, or ``ensemble``'s Hessian at it, if given).
+
+        Failures come back unsuccessful. ``ensemble`` is best passed as a ``StoredOutput``: the
+        job loads it where it runs, and its document holds a uuid instead of a matrix.
+        """
         return oracle_relax(
             structure,
             self.oracle,
@@ -307,6 +317,7 @@ class OracleRelaxMaker(Maker):
             self.max_steps,
             hessian,
             symmetry_rattle=self.symmetry_rattle if reference is None else 0.0,
+            ensemble=ensemble,
             source_index=source_index,
             cluster_rank=cluster_rank,
             predicted_energy_per_atom=predicted_energy_per_atom,
@@ -347,16 +358,21 @@ def symmetry_probe(
     max_steps: int,
     rattle: float,
     hessian: list[list[float]] | None = None,
+    ensemble: EnsembleDocument | None = None,
+    start: Structure | None = None,
 ) -> SymmetryCheckDocument:
     """Check one converged validation minimum past its symmetry (``_past_symmetry``).
 
     ``relaxations`` are the validation relaxations that converged to it (their indices), whom
-    the result stands for; ``hessian`` is the starting Hessian of the first. A check that fails
+    the result stands for; the probe starts from ``hessian``, or from ``ensemble``'s Hessian at
+    ``start`` (the first relaxation's starting structure), computed here. A check that fails
     leaves the minimum as it was, with the calls of the relaxations it finished counted.
     """
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
     n = len(structure)
+    if hessian is None and ensemble is not None and start is not None and runner.uses_hessian:
+        hessian = ensemble_hessian(start, ensemble)
     calls, lower, error = _check_symmetry(
         runner, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian
     )
@@ -387,16 +403,18 @@ def symmetry_probe(
 @crysal_job(gather=True)
 def check_minima(
     relaxations: list[OracleRelaxDocument | None],
-    hessians: list[list[list[float]] | None],
     relax_maker: OracleRelaxMaker,
     workers: WorkersConfig | None = None,
+    ensemble_uuid: str | None = None,
 ) -> Response | list:
     """Fan out: one symmetry check (validation.symmetry_rattle) per distinct validation minimum.
 
     The converged results with symmetry are grouped as the report groups minima
-    (``group_minima``); the lowest of each group is checked, from its starting Hessian
-    (``hessians``, one per relaxation). Several clusters often converge to the same minimum,
-    which is then checked once. Returns the checks' documents, for ``make_report``.
+    (``group_minima``); the lowest of each group is checked, from the Hessian its relaxation
+    started from (where it started from the ensemble's: that of the ensemble whose output has
+    ``ensemble_uuid``, computed in the check's own job). Several clusters often converge to the
+    same minimum, which is then checked once. Returns the checks' documents, for
+    ``make_report``.
     """
     if relax_maker.symmetry_rattle <= 0:
         return []
@@ -413,6 +431,7 @@ def check_minima(
     probes = []
     for k, g in enumerate(groups, start=1):
         r = relaxations[g[0]]
+        from_ensemble = r.ensemble_hessian and ensemble_uuid is not None
         p = symmetry_probe(
             r.structure,
             r.energy_per_atom,
@@ -421,7 +440,8 @@ def check_minima(
             relax_maker.fmax,
             relax_maker.max_steps,
             relax_maker.symmetry_rattle,
-            hessians[g[0]] if r.ensemble_hessian else None,
+            ensemble=StoredOutput(uuid=ensemble_uuid) if from_ensemble else None,
+            start=r.initial_structure if from_ensemble else None,
         )
         p.name = (
             f"{relax_maker.name} symmetry check {k}/{len(groups)} (validation, "
@@ -639,36 +659,40 @@ def make_report(
     return report
 
 
+def ensemble_hessian(structure: Structure, ensemble: EnsembleDocument) -> list[list[float]] | None:
+    """Return the ensemble's Hessian at ``structure`` (``model_hessian``), or ``None``.
+
+    The oracle job computes it where it runs, from the ensemble's document: a starting Hessian
+    is (3N + 9)^2 numbers, 0.4 MB of JSON for 46 atoms, and as a job input it would travel in
+    the document of the job that adds the relaxation, once per relaxation. A Hessian that cannot
+    be computed costs oracle steps (BFGS's default instead), never the relaxation.
+    """
+    from crysal_flows.models.ensemble import load_ensemble
+    from crysal_flows.relaxation.hessian import model_hessian
+
+    t0 = time.perf_counter()
+    try:
+        h = model_hessian(structure_to_atoms(structure), load_ensemble(ensemble)).tolist()
+    except Exception as exc:
+        logger.warning("validation: no starting Hessian (%s); BFGS's default instead", exc)
+        return None
+    logger.info("validation: the ensemble's Hessian in %.1f s", time.perf_counter() - t0)
+    return h
+
+
 def _starting_hessians(
     structures: list[Structure],
     ensemble: EnsembleDocument | None,
     hessian: str,
     oracle: OracleConfig,
 ) -> list[list[list[float]] | None]:
-    """Return the ensemble's Hessian at each structure, or ``None`` where it is not used."""
-    if hessian != "ensemble" or ensemble is None or not structures:
-        return [None] * len(structures)
-    if not get_oracle(oracle).uses_hessian:
-        logger.info("validation: the oracle relaxes with its own optimiser; no starting Hessian")
-        return [None] * len(structures)
-    from crysal_flows.models.ensemble import load_ensemble
-    from crysal_flows.relaxation.hessian import model_hessian
+    """Return the ensemble's Hessian at each structure, or ``None`` where it is not used.
 
-    t0 = time.perf_counter()
-    ens = load_ensemble(ensemble)
-    out: list[list[list[float]] | None] = []
-    for s in structures:
-        try:
-            out.append(model_hessian(structure_to_atoms(s), ens).tolist())
-        except Exception as exc:  # a bad Hessian costs steps, never the relaxation
-            logger.warning("validation: no starting Hessian (%s); BFGS's default instead", exc)
-            out.append(None)
-    logger.info(
-        "validation: the ensemble's Hessian at %d structures, %.1f s",
-        len(structures),
-        time.perf_counter() - t0,
-    )
-    return out
+    For the replay scripts in ``benchmarks/``; the search computes each in its oracle job.
+    """
+    if hessian != "ensemble" or ensemble is None or not get_oracle(oracle).uses_hessian:
+        return [None] * len(structures)
+    return [ensemble_hessian(s, ensemble) for s in structures]
 
 
 def validation_clusters(summary: CycleSummary, n_structures: int) -> list[ClusterDocument]:
@@ -693,15 +717,17 @@ def validate_minima(
     references: list[ReferenceStructure],
     started: float | None = None,
     workers: WorkersConfig | None = None,
-    ensemble: EnsembleDocument | None = None,
+    ensemble_uuid: str | None = None,
     hessian: str = "default",
 ) -> Response:
     """Fan out: oracle relaxations of the best clusters and of the references, then the report.
 
     Replaces itself with one oracle job per cluster representative and per reference, and the
-    report job that gathers them. With ``hessian="ensemble"``, an ``ensemble`` and an oracle
-    that takes a starting Hessian, each cluster representative's relaxation starts from the
-    ensemble's Hessian at it (``crysal_flows.relaxation.hessian``), computed here.
+    report job that gathers them. With ``hessian="ensemble"``, an ``ensemble_uuid`` (of the job
+    whose output is the last ensemble) and an oracle that takes a starting Hessian, each
+    relaxation starts from the ensemble's Hessian at its structure
+    (``crysal_flows.relaxation.hessian``), computed in the oracle job: the jobs added here
+    carry the ensemble's uuid, not the matrices.
     """
     by_index = {c.index: c for c in pool.candidates}
     jobs, picks = [], []
@@ -727,19 +753,20 @@ def validate_minima(
             lab.energy_per_atom,
             lab.below_best,
         )
-    hessians = _starting_hessians(
-        [by_index[cl.representative].structure for cl in chosen] + [d.structure for d in deep],
-        ensemble,
-        hessian,
-        relax_maker.oracle,
-    )
+    from_ensemble = None
+    if hessian == "ensemble" and ensemble_uuid is not None:
+        if get_oracle(relax_maker.oracle).uses_hessian:
+            from_ensemble = ensemble_uuid
+        else:
+            logger.info("validation: the oracle relaxes with its own optimiser, from no Hessian")
+    # makers of old take no ensemble
+    extra = {} if from_ensemble is None else {"ensemble": StoredOutput(uuid=from_ensemble)}
     n_all = len(chosen) + len(deep)
     maker = relax_maker
     if getattr(relax_maker, "symmetry_rattle", 0.0) > 0:
         maker = replace(relax_maker, symmetry_rattle=0.0)  # checked after, once per minimum
-    for i, (cl, h) in enumerate(zip(chosen, hessians[: len(chosen)], strict=True), start=1):
+    for i, cl in enumerate(chosen, start=1):
         c = by_index[cl.representative]
-        extra = {} if h is None else {"hessian": h}  # makers of old take no Hessian
         j = maker.make(
             c.structure,
             source_index=c.index,
@@ -751,8 +778,7 @@ def validate_minima(
         j.name = f"{relax_maker.name} {i}/{n_all} (validation, {what} {cl.rank})"
         jobs.append(j)
         picks.append({"cluster_rank": cl.rank, "source_index": c.index})
-    for i, (lab, h) in enumerate(zip(deep, hessians[len(chosen) :], strict=True), start=1):
-        extra = {} if h is None else {"hessian": h}
+    for i, lab in enumerate(deep, start=1):
         j = maker.make(lab.structure, **extra)
         j.name = f"{relax_maker.name} {len(chosen) + i}/{n_all} (validation, label {lab.key[:8]})"
         jobs.append(j)
@@ -767,7 +793,7 @@ def validate_minima(
     if getattr(relax_maker, "symmetry_rattle", 0.0) > 0 and jobs:
         # the results are checked once per distinct minimum after they are all in, not each
         # in its own job: clusters often converge to the same minimum
-        check = check_minima([j.output for j in jobs], hessians, relax_maker, workers)
+        check = check_minima([j.output for j in jobs], relax_maker, workers, from_ensemble)
         check.name = f"{relax_maker.name} symmetry check (validation)"
     report = make_report(
         [j.output for j in jobs],
