@@ -374,15 +374,6 @@ class AnalysisConfig(_Strict):
         "converged it or moved it before it stopped it as uncertain (not stuck where it "
         "started), or an ensemble of those cycles converged it there; 0 switches this off.",
     )
-    held_prediction_error: float | None = Field(
-        0.1,
-        gt=0,
-        description="... or, where the ensemble predicted the newest labels within this MAE "
-        "(eV/atom) before it was retrained on them, when the best structure held one cycle "
-        "(with the same condition on the best cluster). An ensemble that is about right where "
-        "the labels are lowest and keeps its best structure through a retraining has settled; "
-        "one that is far off may still be guessing. None: two cycles always.",
-    )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
     max_cycles: int = Field(
         8,

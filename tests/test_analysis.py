@@ -93,11 +93,6 @@ STILL = ([-4.0, -3.9], [-4.005, -3.908])  # ... and at most 8 meV/atom
         (*MOVED, None, True, 3, 2, True, True, "converged"),
         (*MOVED, 0.2, True, 4, 3, True, True, "converged"),
         (*MOVED, None, True, 3, 1, False, False, "continue"),  # one cycle only
-        (*MOVED, 0.2, True, 3, 1, False, False, "continue"),  # ... far off where labels are
-        # ... enough where the ensemble predicted the newest labels within 0.1 eV/atom
-        (*MOVED, 0.09, True, 3, 1, True, True, "converged"),
-        (*MOVED, 0.09, False, 3, 1, False, False, "continue"),  # best cluster unreliable
-        (*MOVED, 0.09, True, 3, 0, False, False, "continue"),  # a new best structure
         (*MOVED, None, False, 3, 2, False, False, "continue"),  # best cluster unreliable
         (*MOVED, None, True, 1, 2, False, False, "continue"),  # < min_cycles
     ],
@@ -123,18 +118,6 @@ def test_stopping_rule(top, previous, mae, reliable, done, held, converged, stop
     ).decide(top, previous, mae, reliable, done, held)
     assert off.converged == (converged and held == 0)
     assert "held" not in off.reason
-    # ... and with held_prediction_error None the held rule asks for two cycles always
-    two = StoppingRule(
-        AnalysisConfig(
-            energy_tolerance=0.01,
-            max_prediction_error=0.03,
-            min_cycles=2,
-            max_cycles=5,
-            held_prediction_error=None,
-        )
-    ).decide(top, previous, mae, reliable, done, held)
-    assert two.converged == (converged and (held != 1 or mae <= 0.03))
-    assert ("1 enough" in d.reason) == (held < 2 and mae is not None and mae <= 0.1)
     assert rule.stops(d.converged, done) == stop
     if previous is None:
         assert d.top_energy_change is None and "moved n/a" in d.reason
@@ -151,9 +134,6 @@ def test_stopping_rule(top, previous, mae, reliable, done, held, converged, stop
         (*MOVED, None, True, False, 2, False, "stuck where it started (converged in an earlier"),
         (*MOVED, None, True, True, 2, True, "best cluster converged"),
         (*MOVED, None, False, True, 1, False, "best cluster uncertain, moved"),
-        # one cycle where the prediction error is within held_prediction_error, moved or not
-        (*MOVED, 0.05, False, True, 1, True, "best cluster uncertain, moved"),
-        (*MOVED, 0.05, False, False, 1, False, "best cluster stuck where it started"),
         # the energy rule still asks for a converged best cluster, moved or not
         (*STILL, 0.01, True, False, 0, True, "stuck where it started"),
         (*STILL, 0.01, False, True, 0, False, "best cluster uncertain, moved"),

@@ -19,10 +19,7 @@ A search is converged after a cycle, once at least ``min_cycles`` cycles ran, wh
   for. A best structure that the newest ensemble stops where it starts (*stuck*) is a guess in
   a region it does not know, whatever an ensemble before the streak thought of it
   (docs/benchmarks.md, "Stopping rules, replayed on finished searches" and "The held rule asks
-  the newest ensemble"). Where the previous ensemble predicted this cycle's low-energy labels
-  within ``held_prediction_error``, one cycle held is enough: an ensemble that is about right
-  where the labels are lowest and keeps its best structure through a retraining has settled
-  (docs/benchmarks.md, "One held cycle where the prediction error is small").
+  the newest ensemble").
 
 It stops when converged or after ``max_cycles`` cycles.
 """
@@ -123,13 +120,7 @@ class StoppingRule:
         change = self.energy_change(previous_top, top)
         stable = change is not None and change <= cfg.energy_tolerance
         accurate = prediction_mae is not None and prediction_mae <= cfg.max_prediction_error
-        close = (
-            prediction_mae is not None
-            and cfg.held_prediction_error is not None
-            and prediction_mae <= cfg.held_prediction_error
-        )
-        needed = min(1, cfg.best_held_cycles) if close else cfg.best_held_cycles
-        best_held = cfg.best_held_cycles > 0 and held >= needed
+        best_held = cfg.best_held_cycles > 0 and held >= cfg.best_held_cycles
         if best_trusted is None:
             best = "best cluster converged" if best_reliable else "best cluster uncertain"
             best_trusted = best_reliable
@@ -152,11 +143,6 @@ class StoppingRule:
             parts.append(
                 f"best structure held {min(held, cfg.best_held_cycles)}/"
                 f"{cfg.best_held_cycles} cycles"
-                + (
-                    f" (1 enough: prediction MAE within {cfg.held_prediction_error * 1000:.0f})"
-                    if close and 1 < cfg.best_held_cycles and held < cfg.best_held_cycles
-                    else ""
-                )
             )
         parts.append(best)
         reasons = ", ".join(parts)
