@@ -25,7 +25,7 @@ from jobflow import Flow, Job, JobConfig, OnMissing, job
 
 from crysal_flows.refs import StoredOutput
 
-__all__ = ["Step", "crysal_job", "resolve_stored", "tag"]
+__all__ = ["Step", "crysal_job", "resolve_stored", "stored_output", "tag"]
 
 
 class Step:
@@ -123,3 +123,26 @@ def crysal_job(
         )
 
     return decorate if method is None else decorate(method)
+
+
+def stored_output(key: str, query: dict[str, Any] | None = None) -> Any:
+    """Return an output with ``key`` that a job of the running job's run stored before, if any.
+
+    A run resumed after a crash builds the interrupted step's jobs again; an oracle job that
+    finds its own result of the same run in the store (same structure and settings, so the
+    same ``key``) returns it instead of calling the oracle again. ``query`` narrows the match
+    (e.g. ``{"output.success": True}``). ``None`` outside a running job or a run.
+    """
+    from jobflow import CURRENT_JOB
+    from monty.json import MontyDecoder
+
+    store = CURRENT_JOB.store
+    run = (CURRENT_JOB.job.metadata or {}).get("crysal_run") if CURRENT_JOB.job else None
+    if store is None or not run:
+        return None
+    doc = store.query_one(
+        {"output.key": key, "metadata.crysal_run": run, **(query or {})},
+        properties=["output"],
+        load=True,
+    )
+    return None if doc is None else MontyDecoder().process_decoded(doc["output"])

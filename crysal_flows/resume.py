@@ -14,7 +14,9 @@ The interrupted cycle runs again. Its selection is deterministic (seeded by the 
 cycle), so it picks the same structures, and each oracle job first looks in the store for a
 successful label of the same run with the same key (structure, oracle, settings): labels computed
 before the crash are reused, not recomputed or duplicated. Training and ML relaxation, which cost no
-oracle calls, are redone.
+oracle calls, are redone. An interrupted validation runs again the same way: each oracle
+relaxation and symmetry check that finished before the crash (same structure, oracle, settings and
+starting Hessian: the same ``key``) comes back from the store, marked ``reused``.
 
 Raising ``analysis.max_cycles`` continues a run, finished or not, whose search stopped at its old
 ``max_cycles`` without meeting the stopping criterion: the next cycle starts from the last one's

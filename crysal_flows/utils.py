@@ -71,6 +71,18 @@ def reference_volume(counts: dict[str, int]) -> float:
     return sphere_volume(counts) / 0.29
 
 
+def structure_key(structure: Structure, settings: str) -> str:
+    """Hash of a calculation: the structure (to 1e-6 A) and a string of its settings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.asarray([site.specie.Z for site in structure], dtype=np.int64).tobytes())
+    h.update(np.round(structure.cart_coords, 6).tobytes())
+    h.update(np.round(structure.lattice.matrix, 6).tobytes())
+    h.update(settings.encode())
+    return h.hexdigest()[:32]
+
+
 def structure_to_atoms(structure: Structure) -> Atoms:
     """Convert a pymatgen structure into periodic ASE atoms (no site properties)."""
     return Atoms(

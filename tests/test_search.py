@@ -247,6 +247,66 @@ def test_killed_run_resumes_without_losing_or_duplicating_labels(tmp_path):
 
 
 @pytest.mark.slow
+def test_run_killed_during_validation_resumes_without_relaxing_again(tmp_path):
+    """SIGKILL during the validation's symmetry checks, then the same command again: the oracle
+    relaxations and the check the run had finished come back from the store, not the oracle,
+    and the report is that of a run never killed."""
+    import signal
+
+    import yaml
+
+    from crysal_flows.store import local_store
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 2, "max_cycles": 2}}))
+
+    def run(store, kill_at=None):
+        cmd = [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", str(store)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen, checks = [], 0
+        for line in proc.stdout:
+            seen.append(line)
+            checks += "the symmetry check came back" in line or "relaxed on to" in line
+            if kill_at and checks == kill_at:  # the first check's output is stored by then
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=600)
+        return proc.returncode, "".join(seen)
+
+    rc, _ = run(tmp_path / "whole")
+    assert rc == 0
+    rc, out = run(tmp_path / "store", kill_at=2)
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert "relaxed with the oracle" in out
+    rc, out = run(tmp_path / "store")
+    assert rc == 0 and "resuming run" in out, out[-3000:]
+    # every oracle relaxation (three of the validation and the reference) came from the store
+    assert out.count("validation: relaxation ") == 4, out
+    assert "relaxed with the oracle" not in out
+    assert out.count("validation: symmetry check ") >= 1
+
+    def report(store):
+        res = subprocess.run(
+            [sys.executable, "-m", "crysal_flows.cli", "results", "--store", str(store), "--json"],
+            capture_output=True,
+            text=True,
+        )
+        (rep,) = json.loads(res.stdout)
+        return rep
+
+    whole, resumed = report(tmp_path / "whole"), report(tmp_path / "store")
+    assert resumed["oracle_cost"] == whole["oracle_cost"] > resumed["oracle_single_points"]
+    assert resumed["symmetry_check_steps"] == whole["symmetry_check_steps"] > 0
+    energies = [[m["energy_per_atom"] for m in r["minima"]] for r in (whole, resumed)]
+    assert energies[1] == pytest.approx(energies[0], abs=1e-6)
+    # each relaxation ran once, before the kill
+    js = local_store(tmp_path / "store")
+    js.connect()
+    ran = js.query({"metadata.crysal_step": "oracle_relax", "output.reused": False})
+    assert len(list(ran)) == 3
+
+
+@pytest.mark.slow
 def test_raising_max_cycles_continues_a_run_that_stopped_there(tmp_path):
     """A finished run that reached max_cycles goes on from its last cycle when max_cycles rises."""
     import yaml

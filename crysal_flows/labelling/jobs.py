@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -11,18 +10,17 @@ from typing import Any
 
 import numpy as np
 from jobflow import Flow, Maker, Response
-from monty.json import MontyDecoder
 from pymatgen.core import Structure
 
 from crysal_flows.config import OracleConfig, PriorConfig
-from crysal_flows.jobs import Step, crysal_job, tag
+from crysal_flows.jobs import Step, crysal_job, stored_output, tag
 from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
 from crysal_flows.oracles import get_oracle
 from crysal_flows.progress import Progress
 from crysal_flows.routing import route
 from crysal_flows.selection.schemas import SelectionDocument
 from crysal_flows.settings import WorkersConfig
-from crysal_flows.utils import structure_to_atoms
+from crysal_flows.utils import structure_key, structure_to_atoms
 
 logger = logging.getLogger(__name__)
 
@@ -38,28 +36,12 @@ __all__ = [
 
 def label_key(structure: Structure, identity: str, max_force: float) -> str:
     """Hash of a single point: the structure (to 1e-6 A), the oracle identity and the force cap."""
-    h = hashlib.sha256()
-    h.update(np.asarray([site.specie.Z for site in structure], dtype=np.int64).tobytes())
-    h.update(np.round(structure.cart_coords, 6).tobytes())
-    h.update(np.round(structure.lattice.matrix, 6).tobytes())
-    h.update(f"{identity}|{max_force}".encode())
-    return h.hexdigest()[:32]
+    return structure_key(structure, f"{identity}|{max_force}")
 
 
 def _cached_label(key: str) -> LabelDocument | None:
     """Return a successful label of this key that the same run made earlier, if any."""
-    from jobflow import CURRENT_JOB
-
-    store = CURRENT_JOB.store
-    run = (CURRENT_JOB.job.metadata or {}).get("crysal_run") if CURRENT_JOB.job else None
-    if store is None or not run:
-        return None
-    doc = store.query_one(
-        {"output.key": key, "output.success": True, "metadata.crysal_run": run},
-        properties=["output"],
-        load=False,
-    )
-    return None if doc is None else MontyDecoder().process_decoded(doc["output"])
+    return stored_output(key, {"output.success": True})
 
 
 def single_point(

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from jobflow import Flow, Maker, Response
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
@@ -15,7 +16,7 @@ from pymatgen.core import Structure
 from crysal_flows.analysis.schemas import ClusterDocument, CycleSummary
 from crysal_flows.config import OracleConfig, ReferenceStructure
 from crysal_flows.generation.schemas import PoolDocument
-from crysal_flows.jobs import Step, crysal_job, tag
+from crysal_flows.jobs import Step, crysal_job, stored_output, tag
 from crysal_flows.oracles import get_oracle, oracle_identity
 from crysal_flows.refs import StoredOutput
 from crysal_flows.routing import route
@@ -25,6 +26,7 @@ from crysal_flows.utils import (
     atoms_to_structure,
     package_versions,
     space_group,
+    structure_key,
     structure_to_atoms,
 )
 from crysal_flows.validation.schemas import (
@@ -284,6 +286,29 @@ def oracle_relax(
     )
 
 
+def _hessian_source(hessian: Any, ensemble: EnsembleDocument | None) -> str:
+    """Name the starting Hessian of a relaxation for its key: none, a matrix or an ensemble."""
+    import hashlib
+
+    if hessian is not None:
+        matrix = np.round(np.asarray(hessian, dtype=float), 8)
+        return "matrix:" + hashlib.sha256(matrix.tobytes()).hexdigest()[:16]
+    if ensemble is not None:
+        ids = [m.sha256 for m in ensemble.members]
+        prior = "" if ensemble.prior is None else ensemble.prior.model_dump_json()
+        return "ensemble:" + hashlib.sha256("|".join([*ids, prior]).encode()).hexdigest()[:16]
+    return "none"
+
+
+def _reused(key: str, what: str, query: dict[str, Any]) -> Any:
+    """Return the output of this key that the run stored before it was resumed, if any."""
+    doc = stored_output(key, query)
+    if doc is not None:
+        logger.info("validation: %s %s reused from the store (the run was resumed)", what, key[:8])
+        doc = doc.model_copy(update={"reused": True})
+    return doc
+
+
 @dataclass
 class OracleRelaxMaker(Maker):
     """Relax one structure with the oracle (a DFT job on a cluster)."""
@@ -308,20 +333,36 @@ class OracleRelaxMaker(Maker):
         """Relax ``structure`` (from ``hessian``, or ``ensemble``'s Hessian at it, if given).
 
         Failures come back unsuccessful. ``ensemble`` is best passed as a ``StoredOutput``: the
-        job loads it where it runs, and its document holds a uuid instead of a matrix.
+        job loads it where it runs, and its document holds a uuid instead of a matrix. A run
+        resumed after a crash gets back the relaxations it had finished (same ``key``) from the
+        store instead of running them again.
         """
+        rattle = self.symmetry_rattle if reference is None else 0.0
+        meta = {
+            "source_index": source_index,
+            "cluster_rank": cluster_rank,
+            "predicted_energy_per_atom": predicted_energy_per_atom,
+            "reference": reference,
+        }
+        hessians = get_oracle(self.oracle).uses_hessian
+        key = structure_key(
+            structure,
+            f"relax|{oracle_identity(self.oracle)}|{self.fmax}|{self.max_steps}|{rattle}|"
+            + (_hessian_source(hessian, ensemble) if hessians else "none"),
+        )
+        done = _reused(key, "relaxation", {"output.success": True})
+        if done is not None:
+            return done.model_copy(update=meta)
         return oracle_relax(
             structure,
             self.oracle,
             self.fmax,
             self.max_steps,
             hessian,
-            symmetry_rattle=self.symmetry_rattle if reference is None else 0.0,
+            symmetry_rattle=rattle,
             ensemble=ensemble,
-            source_index=source_index,
-            cluster_rank=cluster_rank,
-            predicted_energy_per_atom=predicted_energy_per_atom,
-            reference=reference,
+            key=key,
+            **meta,
         )
 
 
@@ -371,6 +412,18 @@ def symmetry_probe(
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
     n = len(structure)
+    source = "none"
+    if runner.uses_hessian and (hessian is not None or (ensemble and start is not None)):
+        source = _hessian_source(hessian, ensemble) + (
+            "" if hessian is not None else "@" + structure_key(start, "")
+        )
+    key = structure_key(
+        structure,
+        f"probe|{runner.identity}|{energy_per_atom!r}|{fmax}|{max_steps}|{rattle}|{source}",
+    )
+    done = _reused(key, "symmetry check", {"output.error": None})
+    if done is not None:
+        return done.model_copy(update={"relaxations": relaxations})
     if hessian is None and ensemble is not None and start is not None and runner.uses_hessian:
         hessian = ensemble_hessian(start, ensemble)
     calls, lower, error = _check_symmetry(
@@ -397,6 +450,7 @@ def symmetry_probe(
         converged=True if lower is None else lower.converged,
         error=error,
         seconds=time.perf_counter() - t0,
+        key=key,
     )
 
 

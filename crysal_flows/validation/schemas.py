@@ -50,6 +50,16 @@ class OracleRelaxDocument(BaseModel):
         "was not a minimum (validation.symmetry_rattle): its energy, eV/atom; the relaxation "
         "went on from a rattled copy to ``energy_per_atom``.",
     )
+    key: str | None = Field(
+        None,
+        description="Hash of the relaxation: starting structure, oracle, fmax, max_steps, "
+        "symmetry check and starting Hessian.",
+    )
+    reused: bool = Field(
+        False,
+        description="Taken from the store: the same run had finished this relaxation before it "
+        "was interrupted and resumed.",
+    )
 
 
 class SymmetryCheckDocument(BaseModel):
@@ -85,6 +95,12 @@ class SymmetryCheckDocument(BaseModel):
         None, description="Why the check failed, if it did (the minimum then stands)."
     )
     seconds: float = Field(0.0, description="Wall time, s.")
+    key: str | None = Field(
+        None, description="Hash of the check: minimum, oracle, settings and starting Hessian."
+    )
+    reused: bool = Field(
+        False, description="Taken from the store: the same run had finished it before a resume."
+    )
 
 
 class MinimumDocument(BaseModel):
