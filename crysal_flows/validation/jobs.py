@@ -713,8 +713,10 @@ def make_report(
     return report
 
 
-def ensemble_hessian(structure: Structure, ensemble: EnsembleDocument) -> list[list[float]] | None:
+def ensemble_hessian(structure: Structure, ensemble: Any) -> list[list[float]] | None:
     """Return the ensemble's Hessian at ``structure`` (``model_hessian``), or ``None``.
+
+    ``ensemble`` is an ``EnsembleDocument`` (loaded here) or an ensemble already loaded.
 
     The oracle job computes it where it runs, from the ensemble's document: a starting Hessian
     is (3N + 9)^2 numbers, 0.4 MB of JSON for 46 atoms, and as a job input it would travel in
@@ -726,7 +728,9 @@ def ensemble_hessian(structure: Structure, ensemble: EnsembleDocument) -> list[l
 
     t0 = time.perf_counter()
     try:
-        h = model_hessian(structure_to_atoms(structure), load_ensemble(ensemble)).tolist()
+        if isinstance(ensemble, EnsembleDocument):
+            ensemble = load_ensemble(ensemble)
+        h = model_hessian(structure_to_atoms(structure), ensemble).tolist()
     except Exception as exc:
         logger.warning("validation: no starting Hessian (%s); BFGS's default instead", exc)
         return None
@@ -746,7 +750,10 @@ def _starting_hessians(
     """
     if hessian != "ensemble" or ensemble is None or not get_oracle(oracle).uses_hessian:
         return [None] * len(structures)
-    return [ensemble_hessian(s, ensemble) for s in structures]
+    from crysal_flows.models.ensemble import load_ensemble
+
+    loaded = load_ensemble(ensemble)
+    return [ensemble_hessian(s, loaded) for s in structures]
 
 
 def validation_clusters(summary: CycleSummary, n_structures: int) -> list[ClusterDocument]:
