@@ -344,11 +344,11 @@ class OracleRelaxMaker(Maker):
             "predicted_energy_per_atom": predicted_energy_per_atom,
             "reference": reference,
         }
-        hessians = get_oracle(self.oracle).uses_hessian
+        runner = get_oracle(self.oracle)
         key = structure_key(
             structure,
-            f"relax|{oracle_identity(self.oracle)}|{self.fmax}|{self.max_steps}|{rattle}|"
-            + (_hessian_source(hessian, ensemble) if hessians else "none"),
+            f"relax|{runner.identity}|{self.fmax}|{self.max_steps}|{rattle}|"
+            + (_hessian_source(hessian, ensemble) if runner.uses_hessian else "none"),
         )
         done = _reused(key, "relaxation", {"output.success": True})
         if done is not None:
@@ -412,11 +412,14 @@ def symmetry_probe(
     t0 = time.perf_counter()
     runner = get_oracle(oracle)
     n = len(structure)
+    from_ensemble = (
+        hessian is None and ensemble is not None and start is not None and runner.uses_hessian
+    )
     source = "none"
-    if runner.uses_hessian and (hessian is not None or (ensemble and start is not None)):
-        source = _hessian_source(hessian, ensemble) + (
-            "" if hessian is not None else "@" + structure_key(start, "")
-        )
+    if from_ensemble:
+        source = _hessian_source(None, ensemble) + "@" + structure_key(start, "")
+    elif hessian is not None and runner.uses_hessian:
+        source = _hessian_source(hessian, None)
     key = structure_key(
         structure,
         f"probe|{runner.identity}|{energy_per_atom!r}|{fmax}|{max_steps}|{rattle}|{source}",
@@ -424,7 +427,7 @@ def symmetry_probe(
     done = _reused(key, "symmetry check", {"output.error": None})
     if done is not None:
         return done.model_copy(update={"relaxations": relaxations})
-    if hessian is None and ensemble is not None and start is not None and runner.uses_hessian:
+    if from_ensemble:
         hessian = ensemble_hessian(start, ensemble)
     calls, lower, error = _check_symmetry(
         runner, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian
