@@ -340,7 +340,7 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
         assert ("stuck where it started" in s.decision) == (not converged)
 
 
-def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
+def test_validation_relaxes_a_label_below_everything_the_pool_reaches(memory_store):
     """A label more than validation.label_margin below the best cluster's predicted energy is
     relaxed by the oracle beside the clusters (validation.n_labels), lowest first; near-twins
     of a taken label, energy-only labels and labels within the margin are not; the relaxation
@@ -353,7 +353,7 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     from crysal_flows.labelling.schemas import LabelDocument, TrainingSetDocument
     from crysal_flows.schemas import SearchState
     from crysal_flows.training.schemas import EnsembleDocument
-    from crysal_flows.validation.jobs import OracleRelaxMaker, validate_minima
+    from crysal_flows.validation.jobs import OracleRelaxMaker, check_minima, validate_minima
 
     d = bulk("Si", "diamond", a=5.43, cubic=True)
     rattled = d.copy()
@@ -438,6 +438,28 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     (check,) = [j for j in flow.jobs if j.name.endswith("symmetry check (validation)")]
     assert check.function_args[-1] == "e0"
     assert size - added(ensemble_uuid="e0", hessian="default")[1] < 2000
+    # a workflow an older version added to a LaunchPad calls it with ensemble=, which resolves
+    # to the ensemble's document: it still validates, the Hessians computed in this job
+    from jobflow import job as as_job
+
+    from crysal_flows.config import PriorConfig
+
+    lj = PriorConfig(kind="ase", calculator="ase.calculators.lj:LennardJones")
+    source = as_job(lambda: EnsembleDocument(cycle=1, members=[], n_requested=0, prior=lj))()
+    old = validate_minima(
+        *job.function_args[:7], ensemble=StoredOutput(uuid=source.uuid), hessian="ensemble"
+    )
+    ran = run_locally(Flow([source, old]), store=memory_store, ensure_success=True, log=False)
+    added_old = [j for j in ran[old.uuid][1].replace.jobs if "validation, " in j.name]
+    relax_old = [j for j in added_old if "symmetry" not in j.name]
+    n = 3 * len(pool.candidates[0].structure) + 9
+    assert len(relax_old) == 2 and all(
+        np.shape(j.function_kwargs["hessian"]) == (n, n) for j in relax_old
+    )
+    report_old = next(
+        r[1].output for r in ran.values() if type(r[1].output).__name__ == "ReportDocument"
+    )
+    assert [m.energy_per_atom for m in report_old.minima] == pytest.approx(energies, abs=1e-3)
     # the symmetry check ran after the relaxations, once per distinct minimum, in jobs of its own
     outputs = [r[1].output for r in responses.values()]
     relaxed = [
@@ -450,6 +472,13 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches():
     assert report.validation_steps == sum(r.oracle_calls for r in relaxed) + sum(
         c.oracle_calls for c in checks
     )
+    # a workflow whose validation added its symmetry check before an upgrade passes the starting
+    # Hessians to it as matrices, before the maker
+    eye = np.eye(n).tolist()
+    probes = check_minima.original(relaxed, [eye, None], job.function_args[3]).replace.jobs
+    assert sorted(p.function_args[2][0] for p in probes) == [0, 1]
+    for p in probes:
+        assert p.function_kwargs.get("hessian") == (eye if p.function_args[2][0] == 0 else None)
     # the report says which minimum only the label reached, and shows its key where a
     # candidate's minimum shows the ensemble's energy
     from crysal_flows.cli import format_report

@@ -460,9 +460,9 @@ def symmetry_probe(
 @crysal_job(gather=True)
 def check_minima(
     relaxations: list[OracleRelaxDocument | None],
-    relax_maker: OracleRelaxMaker,
-    workers: WorkersConfig | None = None,
-    ensemble_uuid: str | None = None,
+    relax_maker: OracleRelaxMaker | list,
+    workers: Any = None,
+    ensemble_uuid: Any = None,
 ) -> Response | list:
     """Fan out: one symmetry check (validation.symmetry_rattle) per distinct validation minimum.
 
@@ -472,7 +472,13 @@ def check_minima(
     ``ensemble_uuid``, computed in the check's own job). Several clusters often converge to the
     same minimum, which is then checked once. Returns the checks' documents, for
     ``make_report``.
+
+    Workflows added by older versions call it as ``(relaxations, hessians, relax_maker,
+    workers)``, the starting Hessians as matrices; that still runs.
     """
+    hessians = None
+    if not isinstance(relax_maker, OracleRelaxMaker):  # a workflow an older version added
+        hessians, relax_maker, workers, ensemble_uuid = relax_maker, workers, ensemble_uuid, None
     if relax_maker.symmetry_rattle <= 0:
         return []
     groups = minima_to_check(
@@ -499,6 +505,7 @@ def check_minima(
             relax_maker.symmetry_rattle,
             ensemble=StoredOutput(uuid=ensemble_uuid) if from_ensemble else None,
             start=r.initial_structure if from_ensemble else None,
+            **({"hessian": hessians[g[0]]} if hessians else {}),
         )
         p.name = (
             f"{relax_maker.name} symmetry check {k}/{len(groups)} (validation, "
@@ -783,6 +790,7 @@ def validate_minima(
     workers: WorkersConfig | None = None,
     ensemble_uuid: str | None = None,
     hessian: str = "default",
+    ensemble: EnsembleDocument | None = None,
 ) -> Response:
     """Fan out: oracle relaxations of the best clusters and of the references, then the report.
 
@@ -792,6 +800,10 @@ def validate_minima(
     relaxation starts from the ensemble's Hessian at its structure
     (``crysal_flows.relaxation.hessian``), computed in the oracle job: the jobs added here
     carry the ensemble's uuid, not the matrices.
+
+    ``ensemble`` (the ensemble's document itself) is what workflows added by older versions
+    pass: a search added to a LaunchPad before an upgrade and still running after it computes
+    the Hessians here, as those versions did, and its relaxations carry them as matrices.
     """
     by_index = {c.index: c for c in pool.candidates}
     jobs, picks = [], []
@@ -823,9 +835,16 @@ def validate_minima(
             from_ensemble = ensemble_uuid
         else:
             logger.info("validation: the oracle relaxes with its own optimiser, from no Hessian")
-    # makers of old take no ensemble
-    extra = {} if from_ensemble is None else {"ensemble": StoredOutput(uuid=from_ensemble)}
     n_all = len(chosen) + len(deep)
+    # makers of old take no ensemble
+    extra = [{} if from_ensemble is None else {"ensemble": StoredOutput(uuid=from_ensemble)}]
+    extra *= n_all
+    if ensemble is not None and ensemble_uuid is None:  # a workflow an older version added
+        logger.info("validation: the ensemble's Hessians computed here (an older workflow)")
+        starts = [by_index[cl.representative].structure for cl in chosen]
+        starts += [lab.structure for lab in deep]
+        hessians = _starting_hessians(starts, ensemble, hessian, relax_maker.oracle)
+        extra = [{} if h is None else {"hessian": h} for h in hessians]
     maker = relax_maker
     if getattr(relax_maker, "symmetry_rattle", 0.0) > 0:
         maker = replace(relax_maker, symmetry_rattle=0.0)  # checked after, once per minimum
@@ -836,14 +855,14 @@ def validate_minima(
             source_index=c.index,
             cluster_rank=cl.rank,
             predicted_energy_per_atom=c.energy_per_atom,
-            **extra,
+            **extra[i - 1],
         )
         what = "novel cluster" if cl.label_distance is not None else "cluster"
         j.name = f"{relax_maker.name} {i}/{n_all} (validation, {what} {cl.rank})"
         jobs.append(j)
         picks.append({"cluster_rank": cl.rank, "source_index": c.index})
     for i, lab in enumerate(deep, start=1):
-        j = maker.make(lab.structure, **extra)
+        j = maker.make(lab.structure, **extra[len(chosen) + i - 1])
         j.name = f"{relax_maker.name} {len(chosen) + i}/{n_all} (validation, label {lab.key[:8]})"
         jobs.append(j)
         picks.append({"label": lab.key})
