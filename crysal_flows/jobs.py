@@ -140,6 +140,10 @@ def stored_output(key: str, query: dict[str, Any] | None = None) -> Any:
     run = (CURRENT_JOB.job.metadata or {}).get("crysal_run") if CURRENT_JOB.job else None
     if store is None or not run:
         return None
+    try:  # on a MongoDB JobStore, jobs of every run share the collection: look up by index
+        store.ensure_index("output.key")
+    except Exception:  # the local MontyDB store has no indexes; an index never fails a job
+        pass
     doc = store.query_one(
         {"output.key": key, "metadata.crysal_run": run, **(query or {})},
         properties=["output"],

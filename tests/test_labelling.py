@@ -143,3 +143,27 @@ def test_labels_with_absurd_forces_are_energy_bounds_not_failures(si_frames):
     assert any(f is frames[1] for f in kept)  # its zero forces are no outlier
     assert result.n_train + result.n_validation == len(kept)
     assert np.isfinite(result.train_rmse_energy)
+
+
+def test_a_resumed_runs_label_comes_from_the_store_by_an_indexed_key(memory_store):
+    """A label job whose run already labelled the same structure with the same oracle returns
+    that label (marked reused) instead of calling the oracle; on a MongoDB-like JobStore the
+    lookup, one per label job of every run in the collection, goes through an index on the
+    key, which the first lookup creates."""
+    from jobflow import Flow, run_locally
+
+    from crysal_flows.labelling.jobs import OracleStaticMaker
+
+    maker = OracleStaticMaker(oracle=OracleConfig(kind="stillinger_weber"))
+    first, again, other = (maker.make(_diamond(), cycle=c) for c in (0, 1, 1))
+    for j, run in ((first, "r1"), (again, "r1"), (other, "r2")):
+        j.metadata["crysal_run"] = run
+    out = run_locally(Flow([first]), store=memory_store, ensure_success=True, log=False)
+    label = out[first.uuid][1].output
+    assert label.success and not label.reused
+    indexes = memory_store.docs_store._collection.index_information()
+    assert any(ix["key"] == [("output.key", 1)] for ix in indexes.values())
+    out = run_locally(Flow([again, other]), store=memory_store, ensure_success=True, log=False)
+    reused, fresh = out[again.uuid][1].output, out[other.uuid][1].output
+    assert reused.reused and reused.key == label.key and reused.energy == label.energy
+    assert not fresh.reused and fresh.key == label.key  # another run's label is not reused
