@@ -1,0 +1,353 @@
+"""CrySPY's LAQA and random search on this project's oracles: oracle calls to the ground state.
+
+CrySPY (``pip install csp-cryspy``) runs LAQA only with VASP, Quantum ESPRESSO or soiap: its
+LAQA score needs every relaxation step's forces and stress, which it reads from those codes'
+output files. Neither VASP nor soiap can be installed here, so this script stands in for soiap:
+each CrySPY job relaxes its structure with the oracle (ASE BFGS on positions and cell,
+``FrechetCellFilter``, ``maxstep`` 0.2, as every oracle relaxation of these benchmarks) for at
+most ``--nstep`` steps and writes the files CrySPY's soiap interface reads (``log.tote``,
+``log.struc``, ``log.frc``, ``log.strs`` in soiap's atomic units, and the two "converged" lines
+before ``*** QMD%loopc`` in the output file). Everything else is CrySPY's own code, run as its
+``cryspy`` command runs it: the random structures (PyXtal, seeded by ``[option] seed``), the
+LAQA score (``wf * F^2 / (2 dF) + ws * S`` on top of the energy), the selections and the
+bookkeeping. The jobs run in this process between two ``cryspy`` calls (CrySPY's ``Popen`` of
+the job file is replaced by a queue), so the oracle is loaded once; a new job restarts BFGS, as
+a new soiap process would.
+
+An oracle call is one energy, forces and stress evaluation, as the search's cost counts them.
+The ground state is found when a job converges to a structure that StructureMatcher matches to
+the prototype within 10 meV/atom of the prototype's own oracle relaxation (the search's report
+uses the same test); the calls spent by then, over all jobs in the order CrySPY ran them, are
+the cost.
+
+    python benchmarks/cryspy_laqa.py Si16 --seeds 0 1 2 --out cry        # CHGNet, LAQA
+    python benchmarks/cryspy_laqa.py Si16 --algo RS --seeds 0 1 2 --out cry_rs
+    python benchmarks/cryspy_laqa.py Si8 --oracle stillinger_weber --tot-struc 8 --nselect 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore")
+
+import numpy as np  # noqa: E402
+
+SOIAP_IN = "soiap.in"
+SOIAP_OUT = "soiap.out"
+SOIAP_CIF = "initial.cif"
+
+
+def cryspy_input(system: str, algo: str, tot_struc: int, nselect: int, seed: int) -> str:
+    """CrySPY's cryspy.in for ``system`` (e.g. Na8Cl8: atype Na Cl, nat 8 8)."""
+    from crysal_flows.utils import parse_composition
+
+    comp = parse_composition(system)
+    laqa = f"[LAQA]\nnselect_laqa = {nselect}\nwf = 0.1\nws = 10.0\n" if algo == "LAQA" else ""
+    return (
+        f"[basic]\nalgo = {algo}\ncalc_code = soiap\ntot_struc = {tot_struc}\nnstage = 1\n"
+        f"njob = {tot_struc}\njobcmd = bash\njobfile = job_cryspy\n\n"
+        f"[structure]\natype = {' '.join(comp)}\n"
+        f"nat = {' '.join(str(n) for n in comp.values())}\n\n"
+        f"[soiap]\nsoiap_infile = {SOIAP_IN}\nsoiap_outfile = {SOIAP_OUT}\n"
+        f"soiap_cif = {SOIAP_CIF}\n\n{laqa}"
+        f"[option]\nseed = {seed}\nforce_step_flag = True\nstress_step_flag = True\n"
+        "energy_step_flag = True\n"
+    )
+
+
+class Oracle:
+    """The oracle's calculator, built once, and the count of its calls over every job."""
+
+    def __init__(self, kind: str, comp: dict[str, int], nstep: int, fmax: float) -> None:
+        from crysal_flows.config import OracleConfig
+        from crysal_flows.oracles import get_oracle
+
+        self.calc = get_oracle(OracleConfig(kind=kind)).calculator()
+        self.atype, self.nat = list(comp), list(comp.values())
+        self.nstep, self.fmax = nstep, fmax
+        self.calls = 0
+        self.jobs: list[dict[str, Any]] = []
+
+    def run_job(self, work: Path) -> dict[str, Any]:
+        """Relax ``work``'s CIF for at most ``nstep`` steps; write soiap's output files there."""
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import BFGS
+        from cryspy.util import constants
+        from pymatgen.core import Structure
+
+        from crysal_flows.utils import atoms_to_structure, structure_to_atoms
+
+        s = read_soiap_cif(work / SOIAP_CIF)
+        s = Structure.from_sites(sorted(s, key=lambda site: self.atype.index(site.specie.symbol)))
+        if [s.composition[el] for el in self.atype] != self.nat:
+            raise ValueError(f"{work / SOIAP_CIF} holds {s.composition}, not {self.nat} atoms")
+        atoms = structure_to_atoms(s)
+        atoms.calc = self.calc
+        steps: list[tuple] = []
+        original = self.calc.calculate
+
+        def recorded(*args, **kwargs):
+            original(*args, **kwargs)
+            a = args[0] if args else kwargs["atoms"]
+            r = self.calc.results
+            frac = a.get_scaled_positions(wrap=True)
+            steps.append((a.cell.array.copy(), frac, r["energy"], r["forces"], r["stress"]))
+
+        self.calc.calculate = recorded
+        try:
+            opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
+            converged = bool(opt.run(fmax=self.fmax, steps=self.nstep - 1))
+        except Exception as exc:  # a failed job leaves no energy: CrySPY skips the structure
+            logging.warning("job in %s failed: %s", work, exc)
+            converged = False
+        finally:
+            self.calc.calculate = original
+        self.calls += len(steps)
+        n = len(atoms)
+        hrt, bohr = constants.HRT2EV, constants.BOHR2ANG
+        tote, struc, frc, strs = [], [], [], []
+        for k, (cell, frac, energy, forces, stress) in enumerate(steps, start=1):
+            tote.append(f"{k} 1 {energy / hrt:.12f} 0.0 {energy / n / hrt:.12f}\n")
+            lat = cell.T / bohr  # soiap: each column a lattice vector, in Bohr
+            struc.append(f"QMD%loopc {k}\n")
+            struc += [" ".join(f"{x:.12f}" for x in row) + "\n" for row in lat]
+            struc.append("internal coordinates\n")
+            struc += [" ".join(f"{x:.12f}" for x in row) + "\n" for row in frac]
+            frc.append(f"forces {k}\n")
+            frc += [" ".join(f"{x:.12f}" for x in row) + "\n" for row in forces * bohr / hrt]
+            s3 = np.array(stress)
+            s3 = s3.reshape(3, 3) if s3.size == 9 else _voigt_to_3x3(s3)
+            strs.append(f"QMD%strs {k}\n")
+            strs += [" ".join(f"{x:.12f}" for x in row) + "\n" for row in s3 * bohr**3 / hrt]
+        for name, lines in (("log.tote", tote), ("log.struc", struc), ("log.frc", frc)):
+            (work / name).write_text("".join(lines))
+        (work / "log.strs").write_text("".join(strs))
+        done = "QMD%frc converged.\nQMD%strs converged.\n" if converged else "\n\n"
+        (work / SOIAP_OUT).write_text(f"{done}*** QMD%loopc = {len(steps)}\n")
+        job = {
+            "id": int(work.name),
+            "first_energy_per_atom": steps[0][2] / n if steps else None,
+            "calls": len(steps),
+            "converged": converged,
+            "energy_per_atom": steps[-1][2] / n if steps else None,
+            "structure": atoms_to_structure(atoms) if steps else None,
+        }
+        self.jobs.append(job)
+        return job
+
+
+def read_soiap_cif(path: Path):
+    """The structure of the CIF CrySPY writes for soiap: cell, symmetry operations and the
+    inequivalent sites (no ``_atom_site_label``, which pymatgen's parser needs)."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.core.operations import SymmOp
+
+    cell, ops, sites = {}, [], []
+    for line in path.read_text().splitlines():
+        w = line.split()
+        if not w:
+            continue
+        if w[0].startswith("_cell_"):
+            cell[w[0][6:]] = float(w[1])
+        elif line.strip().startswith("'"):
+            ops.append(SymmOp.from_xyz_str(line.strip().strip("'")))
+        elif len(w) == 4 and not w[0].startswith("_"):
+            sites.append((w[0], np.array([float(x) for x in w[1:]])))
+    lattice = Lattice.from_parameters(
+        cell["length_a"], cell["length_b"], cell["length_c"],
+        cell["angle_alpha"], cell["angle_beta"], cell["angle_gamma"],
+    )  # fmt: skip
+    species, coords = [], []
+    for el, frac in sites:
+        for op in ops:
+            x = np.mod(op.operate(frac), 1.0)
+            d = [
+                np.linalg.norm(lattice.get_cartesian_coords((x - y + 0.5) % 1.0 - 0.5))
+                for e, y in zip(species, coords, strict=True)
+                if e == el
+            ]
+            # one site within 0.05 A: the operations' translations are written as fractions of
+            # small denominators ('-x+692/791'), off by up to 1e-3 of the cell
+            if not d or min(d) > 0.05:
+                species.append(el)
+                coords.append(x)
+    return Structure(lattice, species, coords)
+
+
+def _voigt_to_3x3(v: np.ndarray) -> np.ndarray:
+    xx, yy, zz, yz, xz, xy = v
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+
+
+def _cryspy_once(pending: list[Path]) -> str:
+    """One ``cryspy`` command, in this process; its jobs go to ``pending``. Returns its log."""
+    import cryspy.job.ctrl_job as ctrl
+    from cryspy.scripts import cryspy as cmd
+
+    class Queued:
+        def __init__(self, args, stdout=None, stderr=None, **kw):
+            pending.append(Path.cwd())
+
+    real, ctrl.subprocess = ctrl.subprocess, types.SimpleNamespace(Popen=Queued, run=Queued)
+    argv = sys.argv
+    sys.argv = ["cryspy", "-n"]
+    log = Path("log_cryspy")
+    before = log.stat().st_size if log.exists() else 0
+    try:
+        with contextlib.suppress(SystemExit):
+            cmd.main()
+    finally:
+        sys.argv, ctrl.subprocess = argv, real
+        for h in list(logging.getLogger("cryspy").handlers):  # set_logger adds them per call
+            logging.getLogger("cryspy").removeHandler(h)
+            h.close()
+    text = log.read_text() if log.exists() else ""
+    return text[before:]
+
+
+def run_one(system: str, seed: int, args: argparse.Namespace, gs, out: Path) -> dict:
+    """CrySPY on ``system`` with this seed until the ground state, all done, or the budget."""
+    from crysal_flows.utils import parse_composition
+    from crysal_flows.validation.jobs import matches_reference
+
+    root = out / f"{args.algo}_{system}_{seed}"
+    (root / "calc_in").mkdir(parents=True, exist_ok=True)
+    (root / "cryspy.in").write_text(
+        cryspy_input(system, args.algo, args.tot_struc, args.nselect, seed)
+    )
+    (root / "calc_in" / "job_cryspy").write_text("# run in-process by benchmarks/cryspy_laqa.py\n")
+    (root / "calc_in" / SOIAP_IN).write_text(f"# nstep {args.nstep}\n")
+    oracle = Oracle(args.oracle, parse_composition(system), args.nstep, args.fmax)
+    t0 = time.time()
+    found_at, found_job, n_cmd = None, None, 0
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        while True:
+            pending: list[Path] = []
+            log = _cryspy_once(pending)
+            n_cmd += 1
+            for work in pending:
+                job = oracle.run_job(work)
+                stat = (work / "stat_job").read_text().splitlines()
+                stat[2] = "done"
+                (work / "stat_job").write_text("\n".join(stat) + "\n")
+                if (
+                    found_at is None
+                    and job["converged"]
+                    and matches_reference(
+                        job["structure"], gs.structure, job["energy_per_atom"], gs.energy_per_atom
+                    )
+                ):
+                    found_at, found_job = oracle.calls, len(oracle.jobs)
+                    print(
+                        f"{args.algo} {system} seed {seed}: ground state after {found_at} oracle "
+                        f"calls (job {found_job}, {work.name})",
+                        flush=True,
+                    )
+            if found_at is not None and args.stop_at_found:
+                reason = "ground state"
+                break
+            if "Done all structures!" in log and not pending:
+                reason = "done all structures"
+                break
+            if oracle.calls >= args.budget:
+                reason = "budget"
+                break
+            if n_cmd > 100000:
+                raise RuntimeError("CrySPY made no progress")
+            if n_cmd % 20 == 0:
+                print(f"  {oracle.calls} oracle calls, {len(oracle.jobs)} jobs", flush=True)
+    finally:
+        os.chdir(cwd)
+    jobs = oracle.jobs
+    (root / "jobs.json").write_text(
+        json.dumps([{k: v for k, v in j.items() if k != "structure"} for j in jobs], indent=0)
+    )
+    best = min((j["energy_per_atom"] for j in jobs if j["converged"]), default=None)
+    row = {
+        "algo": args.algo,
+        "system": system,
+        "seed": seed,
+        "found": found_at is not None,
+        "calls_to_ground_state": found_at,
+        "calls": oracle.calls,
+        "jobs": len(jobs),
+        "converged_jobs": sum(j["converged"] for j in jobs),
+        "best_converged_above_gs": None if best is None else 1000 * (best - gs.energy_per_atom),
+        "stopped": reason,
+        "seconds": time.time() - t0,
+        "settings": {
+            "tot_struc": args.tot_struc,
+            "nselect_laqa": args.nselect,
+            "nstep": args.nstep,
+            "fmax": args.fmax,
+            "budget": args.budget,
+            "oracle": args.oracle,
+        },
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    """Run CrySPY on each system and seed; print one JSON row each and a table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("systems", nargs="+", help="compositions, e.g. Si16 Na8Cl8 Ga8As8 Al4O6")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--algo", choices=["LAQA", "RS"], default="LAQA")
+    ap.add_argument("--oracle", default="chgnet", choices=["chgnet", "stillinger_weber"])
+    ap.add_argument("--tot-struc", type=int, default=96, help="CrySPY's random structures")
+    ap.add_argument("--nselect", type=int, default=8, help="LAQA: structures per selection")
+    ap.add_argument("--nstep", type=int, default=10, help="oracle steps per job (LAQA)")
+    ap.add_argument("--fmax", type=float, default=0.05, help="convergence, eV/A (as the search)")
+    ap.add_argument("--budget", type=int, default=6000, help="stop after this many oracle calls")
+    ap.add_argument(
+        "--all", dest="stop_at_found", action="store_false", help="go on after the ground state"
+    )
+    ap.add_argument("--out", default="cryspy_results")
+    args = ap.parse_args()
+    if args.algo == "RS":
+        args.nstep = max(args.nstep, 300)  # a random-search job relaxes to the end
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from benchmarks.search_efficiency import prototype
+    from crysal_flows.config import OracleConfig
+    from crysal_flows.models.mace import torch_setup
+    from crysal_flows.validation.jobs import oracle_relax
+
+    torch_setup(1)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "results.json"
+    rows = json.loads(done.read_text()) if done.exists() else []
+    for system in args.systems:
+        gs = oracle_relax(prototype(system), OracleConfig(kind=args.oracle), args.fmax, 300)
+        print(f"{system}: prototype at {gs.energy_per_atom:.4f} eV/atom", flush=True)
+        for seed in args.seeds:
+            if any(r["system"] == system and r["seed"] == seed for r in rows):
+                continue
+            rows.append(run_one(system, seed, args, gs, out))
+            done.write_text(json.dumps(rows, indent=1))
+    print(f"\n{'system':<8} {'seed':>4} {'algo':>5} {'found':>6} {'calls to GS':>11} {'calls':>6}")
+    for r in rows:
+        c = r["calls_to_ground_state"]
+        print(
+            f"{r['system']:<8} {r['seed']:>4} {r['algo']:>5} {r['found']!s:>6} "
+            f"{'-' if c is None else c:>11} {r['calls']:>6}"
+        )
+
+
+if __name__ == "__main__":
+    main()
