@@ -138,10 +138,10 @@ class Oracle:
         (work / SOIAP_OUT).write_text(f"{done}*** QMD%loopc = {len(steps)}\n")
         job = {
             "id": int(work.name),
-            "first_energy_per_atom": steps[0][2] / n if steps else None,
+            "first_energy_per_atom": float(steps[0][2]) / n if steps else None,
             "calls": len(steps),
             "converged": converged,
-            "energy_per_atom": steps[-1][2] / n if steps else None,
+            "energy_per_atom": float(steps[-1][2]) / n if steps else None,
             "structure": atoms_to_structure(atoms) if steps else None,
         }
         self.jobs.append(job)
