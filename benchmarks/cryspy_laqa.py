@@ -95,10 +95,12 @@ class Oracle:
 
         s = read_soiap_cif(work / SOIAP_CIF)
         s = Structure.from_sites(sorted(s, key=lambda site: self.atype.index(site.specie.symbol)))
-        if [s.composition[el] for el in self.atype] != self.nat:
-            raise ValueError(f"{work / SOIAP_CIF} holds {s.composition}, not {self.nat} atoms")
-        atoms = structure_to_atoms(s)
-        atoms.calc = self.calc
+        if [s.composition[el] for el in self.atype] != self.nat:  # as a failed soiap run:
+            logging.warning("%s holds %s, not %s atoms", work / SOIAP_CIF, s.composition, self.nat)
+            s = None  # no energy written, and CrySPY gives the structure up
+        atoms = structure_to_atoms(s) if s is not None else None
+        if atoms is not None:
+            atoms.calc = self.calc
         steps: list[tuple] = []
         original = self.calc.calculate
 
@@ -110,16 +112,18 @@ class Oracle:
             steps.append((a.cell.array.copy(), frac, r["energy"], r["forces"], r["stress"]))
 
         self.calc.calculate = recorded
+        converged = False
         try:
-            opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
-            converged = bool(opt.run(fmax=self.fmax, steps=self.nstep - 1))
+            if atoms is not None:
+                opt = BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.2)
+                converged = bool(opt.run(fmax=self.fmax, steps=self.nstep - 1))
         except Exception as exc:  # a failed job leaves no energy: CrySPY skips the structure
             logging.warning("job in %s failed: %s", work, exc)
             converged = False
         finally:
             self.calc.calculate = original
         self.calls += len(steps)
-        n = len(atoms)
+        n = sum(self.nat)
         hrt, bohr = constants.HRT2EV, constants.BOHR2ANG
         tote, struc, frc, strs = [], [], [], []
         for k, (cell, frac, energy, forces, stress) in enumerate(steps, start=1):
@@ -146,7 +150,7 @@ class Oracle:
             "calls": len(steps),
             "converged": converged,
             "energy_per_atom": float(steps[-1][2]) / n if steps else None,
-            "structure": atoms_to_structure(atoms) if steps else None,
+            "structure": atoms_to_structure(atoms) if steps and atoms is not None else None,
         }
         self.jobs.append(job)
         return job
