@@ -306,20 +306,13 @@ def run_one(system: str, seed: int, args: argparse.Namespace, gs, out: Path) -> 
         },
     }
     if args.algo == "RS":  # each job a whole relaxation: the expectation over orders
-        row["expected_calls"] = expected_cost(jobs)
+        from benchmarks.many_minima import expected_first_hit
+
+        hits = np.array([bool(j.get("ground_state")) for j in jobs])
+        calls = np.array([j["calls"] for j in jobs])
+        row["expected_calls"] = float(expected_first_hit(calls, hits)) if hits.any() else None
     print(json.dumps(row), flush=True)
     return row
-
-
-def expected_cost(jobs: list[dict]) -> float | None:
-    """Random search's expected oracle calls to the first ground state, over all orders of the
-    relaxed structures (as ``search_efficiency.py``'s baseline): with K of them in the ground
-    state, sum of the others' calls / (K + 1) + sum of theirs / K. ``None`` where K is 0."""
-    hits = [j["calls"] for j in jobs if j.get("ground_state")]
-    rest = [j["calls"] for j in jobs if not j.get("ground_state")]
-    if not hits:
-        return None
-    return sum(rest) / (len(hits) + 1) + sum(hits) / len(hits)
 
 
 def main() -> None:
