@@ -1,5 +1,6 @@
 """End to end: a tiny search through jobflow's run_locally, then the CLI on its on-disk store."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -30,9 +31,17 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
     assert last["converged"] and last["decision"].startswith("converged"), last["decision"]
     assert len(summaries) < cfg.analysis.max_cycles
     # by its best structure, which held two cycles in a row (the configuration's prediction-error
-    # bound leaves the energies' rule out)
-    assert last["best_held_cycles"] == 2 and "best structure held 2/2" in last["decision"]
-    assert [s["best_held_cycles"] for s in summaries[-3:]] == [0, 1, 2]
+    # bound leaves the energies' rule out) ...
+    assert last["best_held_cycles"] >= 2 and "best structure held 2/2" in last["decision"]
+    assert any(t in last["decision"] for t in ("best cluster converged", "uncertain, moved"))
+    held = [s["best_held_cycles"] for s in summaries]
+    assert held[0] == 0 and all(b in (0, a + 1) for a, b in itertools.pairwise(held)), held
+    # ... on the first cycle of the streak whose ensemble did not stop it where it started: a held
+    # structure the newest ensemble leaves stuck does not end the search (how long that lasts
+    # depends on the installed releases: two cycles with one set, six with another)
+    for s in summaries[:-1]:
+        if s["cycle"] + 1 >= cfg.analysis.min_cycles and s["best_held_cycles"] >= 2:
+            assert "best cluster stuck where it started" in s["decision"], s["decision"]
     assert last["prediction_mae"] > cfg.analysis.max_prediction_error
     # labels accumulate: 12 in cycle 0, then 6 per cycle
     assert [s["oracle_single_points"] for s in summaries] == [
