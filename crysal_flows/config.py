@@ -83,7 +83,25 @@ class PoolConfig(_Strict):
         description="Minimum interatomic distance as a multiple of the summed covalent "
         "radii; closer candidates are rejected and generated again.",
     )
+    min_separation: dict[str, float] = Field(
+        default_factory=dict,
+        description="Smallest distance (A) of named element pairs, where larger than "
+        "min_distance_factor gives, e.g. {'O-O': 2.2} (AIRSS's MINSEP): the covalent rule lets "
+        "two oxide anions start 0.92 A apart. Random cells are pushed apart to it, symmetric "
+        "candidates rejected and generated again.",
+    )
     max_attempts: int = Field(200, gt=0, description="Attempts per candidate before giving up.")
+
+    @field_validator("min_separation")
+    @classmethod
+    def _valid_pairs(cls, value: dict[str, float]) -> dict[str, float]:
+        from crysal_flows.generation.pool import separation_table
+
+        separation_table(value)  # raises ValueError naming a key that is not a pair
+        for key, d in value.items():
+            if not 0 < d <= 10:
+                raise ValueError(f"min_separation[{key!r}] = {d} A: must be in (0, 10]")
+        return value
 
 
 class SelectionConfig(_Strict):
@@ -603,6 +621,11 @@ class SearchConfig(_Strict):
                 f"analysis.max_cycles ({self.analysis.max_cycles})"
             )
         self._check_packing()
+        if self.pool.min_separation:
+            from crysal_flows.generation.pool import separation_table
+            from crysal_flows.utils import parse_composition
+
+            separation_table(self.pool.min_separation, set(parse_composition(self.composition)))
         if (
             self.training.init_models is not None
             and not Path(self.training.init_models).expanduser().exists()

@@ -24,6 +24,43 @@ def test_pool_is_deterministic_valid_and_mixed():
     assert np.all([x.index == i for i, x in enumerate(a.candidates)])
 
 
+def test_min_separation_holds_for_named_pairs_and_refuses_bad_pairs():
+    """``pool.min_separation`` keeps the named pair apart in symmetric and random candidates
+    alike (the covalent rule alone lets two oxide anions start 0.92 A apart), leaves the other
+    pairs to ``min_distance_factor``, and names what is wrong with a bad entry."""
+    import pytest
+    from ase.neighborlist import neighbor_list
+
+    from crysal_flows.config import ConfigError, load_config
+
+    cfg = PoolConfig(size=16, symmetric_fraction=0.5, min_separation={"O-O": 2.2})
+    pool = generate_pool("Al4O6", cfg, seed=1)
+    default = generate_pool("Al4O6", PoolConfig(size=16, symmetric_fraction=0.5), seed=1)
+
+    def closest_o_o(cands) -> float:
+        closest = []
+        for cand in cands:
+            atoms = structure_to_atoms(cand.structure)
+            i, j, d = neighbor_list("ijd", atoms, 4.0)
+            closest.append(d[(atoms.numbers[i] == 8) & (atoms.numbers[j] == 8)].min())
+        return min(closest)
+
+    assert pool.n_random > 0 and pool.n_symmetric > 0
+    assert closest_o_o(pool.candidates) >= 2.2 - 1e-6
+    assert closest_o_o(default.candidates) < 2.2  # the rule is what keeps them apart
+    for cand in pool.candidates:
+        assert min_distance_ok(structure_to_atoms(cand.structure), cfg.min_distance_factor)
+
+    with pytest.raises(ValueError, match="'O' is not a pair"):
+        PoolConfig(min_separation={"O": 2.0})
+    with pytest.raises(ValueError, match="must be in"):
+        PoolConfig(min_separation={"O-O": 0})
+    with pytest.raises(ValueError, match="'Na-O' names an element not in the composition"):
+        generate_pool("Al4O6", PoolConfig(size=2, min_separation={"Na-O": 2.0}), seed=0)
+    with pytest.raises(ConfigError, match="Na-Cl"):
+        load_config({"name": "x", "composition": "Si8", "pool": {"min_separation": {"Na-Cl": 2}}})
+
+
 def test_whole_cell_and_each_sub_cell_are_equally_likely():
     # Si16: 16 atoms placed, or 8 tiled twice, or 4 tiled four times (sub-cells of 4+ atoms)
     cfg = PoolConfig(size=90, symmetric_fraction=1.0)

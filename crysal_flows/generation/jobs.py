@@ -9,7 +9,11 @@ import numpy as np
 from jobflow import Maker
 
 from crysal_flows.config import PoolConfig
-from crysal_flows.generation.pool import generate_candidate, space_groups_by_tiling
+from crysal_flows.generation.pool import (
+    generate_candidate,
+    separation_table,
+    space_groups_by_tiling,
+)
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.jobs import crysal_job
 from crysal_flows.schemas import Candidate
@@ -26,6 +30,7 @@ def generate_pool(composition: str, config: PoolConfig, seed: int) -> PoolDocume
     groups = space_groups_by_tiling(counts, config.supercell_fraction)
     if not groups[1] and config.symmetric_fraction > 0:
         raise ValueError(f"no space group can hold the composition {composition}")
+    separations = separation_table(config.min_separation, set(counts))
     candidates, attempts = [], 0
     n_tiled = n_random = 0
     step = max(1, config.size // 10)
@@ -41,6 +46,7 @@ def generate_pool(composition: str, config: PoolConfig, seed: int) -> PoolDocume
             config.volume_spread,
             config.min_distance_factor,
             config.max_attempts,
+            separations,
         )
         attempts += gen.attempts
         n_tiled += "tiled" in gen.origin

@@ -23,6 +23,7 @@ __all__ = [
     "generate_candidate",
     "min_distance_ok",
     "push_apart",
+    "separation_table",
     "space_groups_by_tiling",
 ]
 
@@ -90,25 +91,76 @@ class SpaceGroupChoice:
         return cls(tuple(conventional), tuple(primitive))
 
 
-def min_distance_ok(atoms: Atoms, factor: float) -> bool:
-    """Whether every pair is farther apart than ``factor`` times the summed covalent radii."""
+def _pair_targets(
+    numbers: np.ndarray, i: np.ndarray, j: np.ndarray, factor: float, min_separation
+) -> np.ndarray:
+    """Smallest allowed distance of each pair (i, j).
+
+    ``factor`` times the summed covalent radii, or the pair's entry in ``min_separation``
+    ({(Z1, Z2): A}, either order) where that is larger.
+    """
+    radii = covalent_radii[numbers]
+    target = factor * (radii[i] + radii[j])
+    for (z1, z2), d in (min_separation or {}).items():
+        zi, zj = numbers[i], numbers[j]
+        pair = ((zi == z1) & (zj == z2)) | ((zi == z2) & (zj == z1))
+        target = np.where(pair, np.maximum(target, d), target)
+    return target
+
+
+def _cutoff(numbers: np.ndarray, factor: float, min_separation) -> float:
+    return max(2 * factor * covalent_radii[numbers].max(), *(min_separation or {0: 0.0}).values())
+
+
+def separation_table(
+    pairs: dict[str, float] | None, elements: set[str] | None = None
+) -> dict[tuple[int, int], float]:
+    """``{"O-O": 2.2}`` as ``{(8, 8): 2.2}``; a pair is two element symbols joined by "-".
+
+    With ``elements``, a pair naming another element is refused too.
+    """
+    table = {}
+    for key, d in (pairs or {}).items():
+        parts = key.split("-")
+        if len(parts) != 2 or any(p not in atomic_numbers for p in parts):
+            raise ValueError(f"min_separation key {key!r} is not a pair of elements like 'O-O'")
+        if elements is not None and not set(parts) <= elements:
+            raise ValueError(
+                f"min_separation: {key!r} names an element not in the composition "
+                f"({', '.join(sorted(elements))})"
+            )
+        table[(atomic_numbers[parts[0]], atomic_numbers[parts[1]])] = float(d)
+    return table
+
+
+def min_distance_ok(
+    atoms: Atoms, factor: float, min_separation: dict[tuple[int, int], float] | None = None
+) -> bool:
+    """Whether every pair is at least its smallest allowed distance apart.
+
+    That is ``factor`` times the summed covalent radii, or the pair's entry in ``min_separation``
+    (see `separation_table`) where larger.
+    """
     from matscipy.neighbours import neighbour_list
 
-    radii = covalent_radii[atoms.numbers]
-    cutoff = 2 * factor * radii.max()
-    i, j, d = neighbour_list("ijd", atoms, cutoff)
-    return bool(np.all(d >= factor * (radii[i] + radii[j]) - 1e-9))
+    i, j, d = neighbour_list("ijd", atoms, _cutoff(atoms.numbers, factor, min_separation))
+    target = _pair_targets(atoms.numbers, i, j, factor, min_separation)
+    return bool(np.all(d >= target - 1e-9))
 
 
-def push_apart(atoms: Atoms, factor: float, max_iter: int = 300) -> bool:
+def push_apart(
+    atoms: Atoms,
+    factor: float,
+    max_iter: int = 300,
+    min_separation: dict[tuple[int, int], float] | None = None,
+) -> bool:
     """Move too-close atoms apart in place (AIRSS-style repair); return whether it succeeded."""
     from matscipy.neighbours import neighbour_list
 
-    radii = covalent_radii[atoms.numbers]
-    cutoff = 2 * factor * radii.max()
+    cutoff = _cutoff(atoms.numbers, factor, min_separation)
     for _ in range(max_iter):
         i, j, d, vec = neighbour_list("ijdD", atoms, cutoff)
-        target = factor * (radii[i] + radii[j])
+        target = _pair_targets(atoms.numbers, i, j, factor, min_separation)
         close = d < target
         if not close.any():
             return True
@@ -118,7 +170,7 @@ def push_apart(atoms: Atoms, factor: float, max_iter: int = 300) -> bool:
         unit = vec[close] / np.maximum(d[close], 1e-6)[:, None]
         np.add.at(shift, i[close], -unit * deficit[:, None])
         atoms.positions += shift
-    return min_distance_ok(atoms, factor)
+    return min_distance_ok(atoms, factor, min_separation)
 
 
 def _scale_to_volume(atoms: Atoms, volume: float) -> Atoms:
@@ -206,11 +258,15 @@ def generate_candidate(
     volume_spread: float,
     min_distance_factor: float,
     max_attempts: int,
+    min_separation: dict[tuple[int, int], float] | None = None,
 ) -> GeneratedCandidate:
     """Generate one candidate; retries until the distance constraint holds.
 
     Parameters
     ----------
+    min_separation
+        Smallest distances of element pairs, ``{(Z1, Z2): A}``, where larger than
+        ``min_distance_factor`` gives (see `separation_table`).
     space_groups
         Compatible space groups for the cell (key 1) and each sub-cell (key ``z``: ``counts // z``
         atoms are placed and the result is tiled ``z`` times), from `space_groups_by_tiling`.
@@ -267,16 +323,19 @@ def generate_candidate(
             origin, space_group = "random cell", None
         atoms = _scale_to_volume(atoms, volume)
         if not symmetric:
-            push_apart(atoms, min_distance_factor)
+            push_apart(atoms, min_distance_factor, min_separation=min_separation)
         atoms.wrap()
-        if min_distance_ok(atoms, min_distance_factor):
+        if min_distance_ok(atoms, min_distance_factor, min_separation):
             order = np.argsort(
                 [atomic_numbers[s] for s in atoms.get_chemical_symbols()], kind="stable"
             )
             return GeneratedCandidate(atoms[order], origin, space_group, attempt)
     raise RuntimeError(
-        f"no candidate of {counts} satisfied min_distance_factor={min_distance_factor} in "
-        f"{max_attempts} attempts: lower pool.min_distance_factor or raise pool.volume_factor"
+        f"no candidate of {counts} satisfied min_distance_factor={min_distance_factor}"
+        + (" and pool.min_separation" if min_separation else "")
+        + f" in {max_attempts} attempts: lower pool.min_distance_factor"
+        + (" or pool.min_separation" if min_separation else "")
+        + " or raise pool.volume_factor"
     )
 
 
