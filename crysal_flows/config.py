@@ -392,6 +392,15 @@ class AnalysisConfig(_Strict):
         "converged it or moved it before it stopped it as uncertain (not stuck where it "
         "started), or an ensemble of those cycles converged it there; 0 switches this off.",
     )
+    max_uncertain_fraction: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Never converged while more than this fraction of the pool ended the "
+        "cycle uncertain: an ensemble that trusts almost none of the pool has not learnt it, "
+        "and what it ranks best is a guess (Al4O6 stopped with 568 and 576 of 576 uncertain and "
+        "lost corundum that more cycles found); 1 switches this off.",
+    )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
     max_cycles: int = Field(
         8,

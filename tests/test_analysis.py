@@ -126,6 +126,33 @@ def test_stopping_rule(top, previous, mae, reliable, done, held, converged, stop
 
 
 @pytest.mark.parametrize(
+    ("fraction", "limit", "done", "converged", "stop"),
+    [
+        (None, 0.95, 3, True, True),  # not known: the rules alone
+        (0.94, 0.95, 3, True, True),
+        (0.95, 0.95, 3, True, True),  # at the limit: allowed
+        (0.99, 0.95, 3, False, False),  # nearly the whole pool uncertain: go on
+        (0.99, 0.95, 5, False, True),  # ... but max_cycles still ends it
+        (1.0, 1.0, 3, True, True),  # 1 switches the guard off
+    ],
+)
+def test_no_stop_while_nearly_the_whole_pool_is_uncertain(fraction, limit, done, converged, stop):
+    rule = StoppingRule(
+        AnalysisConfig(
+            energy_tolerance=0.01,
+            max_prediction_error=0.03,
+            min_cycles=2,
+            max_cycles=5,
+            max_uncertain_fraction=limit,
+        )
+    )
+    for top, previous, mae, held in ((*STILL, 0.01, 0), (*MOVED, None, 2)):  # either rule
+        d = rule.decide(top, previous, mae, True, done, held, uncertain_fraction=fraction)
+        assert (d.converged, d.stop) == (converged, stop)
+        assert ("of the pool uncertain" in d.reason) == (fraction is not None and fraction > limit)
+
+
+@pytest.mark.parametrize(
     ("top", "previous", "mae", "reliable", "moved", "held", "converged", "words"),
     [
         # held two cycles: the newest ensemble must have moved (or converged) the best structure
@@ -338,6 +365,21 @@ def test_a_search_converges_when_its_best_structure_holds_two_cycles():
         assert s.best_held_cycles == 2 and s.converged == converged
         assert s.clusters[0].representative == 2 and s.clusters[0].stuck == (steps == 0)
         assert ("stuck where it started" in s.decision) == (not converged)
+    # ... and where every candidate of the pool ended the cycle uncertain (moved, as bcc above),
+    # the ensemble has not learnt the pool: no stop, unless max_uncertain_fraction allows it
+    last = pool(4, True, 0.24)
+    last.candidates = [
+        c.model_copy(update={"status": CandidateStatus.UNCERTAIN, "steps": 4})
+        for c in last.candidates
+    ]
+    s = analyse_cycle(last, ts, ens, before, cfg, "s4", uuids)
+    assert s.best_held_cycles == 2 and not s.converged and not s.stop
+    assert "100.0% of the pool uncertain (> max_uncertain_fraction 0.95)" in s.decision
+    off = cfg.model_copy(
+        update={"analysis": cfg.analysis.model_copy(update={"max_uncertain_fraction": 1.0})}
+    )
+    s = analyse_cycle(last, ts, ens, before, off, "s4", uuids)
+    assert s.converged and "held 2/2" in s.decision and "pool uncertain" not in s.decision
 
 
 def test_validation_relaxes_a_label_below_everything_the_pool_reaches(memory_store):

@@ -21,6 +21,10 @@ A search is converged after a cycle, once at least ``min_cycles`` cycles ran, wh
   (docs/benchmarks.md, "Stopping rules, replayed on finished searches" and "The held rule asks
   the newest ensemble").
 
+Neither converges a search while more than ``max_uncertain_fraction`` of the pool ended the cycle
+uncertain: an ensemble that trusts almost none of the pool has not learnt it (docs/benchmarks.md,
+"Al4O6 with the oxide anions kept 2.2 A apart").
+
 It stops when converged or after ``max_cycles`` cycles.
 """
 
@@ -95,6 +99,7 @@ class StoppingRule:
         cycles_done: int,
         held: int = 0,
         best_trusted: bool | None = None,
+        uncertain_fraction: float | None = None,
     ) -> Decision:
         """Apply the rule after a cycle.
 
@@ -115,6 +120,8 @@ class StoppingRule:
             Whether this cycle's ensemble converged the best cluster's representative or moved
             it before it stopped it as uncertain (not ``Candidate.stuck``), or an ensemble of the
             held cycles converged it there; None: as ``best_reliable``.
+        uncertain_fraction
+            The fraction of the pool that ended this cycle uncertain (None: not known).
         """
         cfg = self.config
         change = self.energy_change(previous_top, top)
@@ -130,8 +137,13 @@ class StoppingRule:
             best = "best cluster stuck where it started" + (
                 " (converged in an earlier cycle)" if best_reliable else ""
             )
-        converged = cycles_done >= cfg.min_cycles and (
-            (stable and accurate and best_reliable) or (best_held and best_trusted)
+        unlearnt = (
+            uncertain_fraction is not None and uncertain_fraction > cfg.max_uncertain_fraction
+        )
+        converged = (
+            cycles_done >= cfg.min_cycles
+            and not unlearnt
+            and ((stable and accurate and best_reliable) or (best_held and best_trusted))
         )
         parts = [
             f"top-{cfg.n_top_clusters} energies moved "
@@ -145,6 +157,11 @@ class StoppingRule:
                 f"{cfg.best_held_cycles} cycles"
             )
         parts.append(best)
+        if unlearnt:
+            parts.append(
+                f"{uncertain_fraction:.1%} of the pool uncertain "
+                f"(> max_uncertain_fraction {cfg.max_uncertain_fraction:g})"
+            )
         reasons = ", ".join(parts)
         if converged:
             reason = f"converged: {reasons}"

@@ -22,7 +22,7 @@ from crysal_flows.analysis.stopping import StoppingRule
 from crysal_flows.config import SearchConfig
 from crysal_flows.generation.schemas import PoolDocument
 from crysal_flows.labelling.schemas import TrainingSetDocument
-from crysal_flows.schemas import SearchState
+from crysal_flows.schemas import CandidateStatus, SearchState
 from crysal_flows.training.schemas import EnsembleDocument
 from crysal_flows.utils import fingerprint, space_group, structure_to_atoms
 
@@ -222,6 +222,8 @@ def analyse_cycle(
         c + 1,
         held,
         best_trusted=bool(clusters) and _trusted(clusters[0], pool, c, an.best_held_cycles),
+        uncertain_fraction=sum(cand.status == CandidateStatus.UNCERTAIN for cand in pool.candidates)
+        / max(len(pool.candidates), 1),
     )
     energies = sorted(
         cand.energy_per_atom
