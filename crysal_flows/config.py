@@ -398,8 +398,9 @@ class AnalysisConfig(_Strict):
         le=1,
         description="Never converged while more than this fraction of the pool ended the "
         "cycle uncertain: an ensemble that trusts almost none of the pool has not learnt it, "
-        "and what it ranks best is a guess (Al4O6 stopped with 568 and 576 of 576 uncertain and "
-        "lost corundum that more cycles found); 1 switches this off.",
+        "and what it ranks best is a guess (two Al4O6 searches stopped with 568 and 576 of 576 "
+        "uncertain and missed corundum; the first found it with more cycles); 1 switches this "
+        "off.",
     )
     min_cycles: int = Field(2, ge=1, description="Never stop before this many cycles.")
     max_cycles: int = Field(

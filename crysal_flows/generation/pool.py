@@ -109,7 +109,7 @@ def _pair_targets(
 
 
 def _cutoff(numbers: np.ndarray, factor: float, min_separation) -> float:
-    return max(2 * factor * covalent_radii[numbers].max(), *(min_separation or {0: 0.0}).values())
+    return max([2 * factor * covalent_radii[numbers].max(), *(min_separation or {}).values()])
 
 
 def separation_table(
