@@ -214,6 +214,9 @@ def analyse_cycle(
     held = rule.held(
         clusters[0].fingerprint if clusters else None, previous_prints, state.stable_cycles
     )
+    counts: dict[str, int] = {}
+    for cand in pool.candidates:
+        counts[cand.status.value] = counts.get(cand.status.value, 0) + 1
     decision = rule.decide(
         top,
         previous,
@@ -222,7 +225,7 @@ def analyse_cycle(
         c + 1,
         held,
         best_trusted=bool(clusters) and _trusted(clusters[0], pool, c, an.best_held_cycles),
-        uncertain_fraction=sum(cand.status == CandidateStatus.UNCERTAIN for cand in pool.candidates)
+        uncertain_fraction=counts.get(CandidateStatus.UNCERTAIN.value, 0)
         / max(len(pool.candidates), 1),
     )
     energies = sorted(
@@ -231,9 +234,6 @@ def analyse_cycle(
         if cand.energy_per_atom is not None and math.isfinite(cand.energy_per_atom)
     )
     sig = [cand.sigma_force for cand in pool.candidates if cand.sigma_force is not None]
-    counts: dict[str, int] = {}
-    for cand in pool.candidates:
-        counts[cand.status.value] = counts.get(cand.status.value, 0) + 1
     val = [
         m.validation_rmse_energy for m in ensemble.members if m.validation_rmse_energy is not None
     ]

@@ -101,8 +101,8 @@ def _pair_targets(
     """
     radii = covalent_radii[numbers]
     target = factor * (radii[i] + radii[j])
+    zi, zj = numbers[i], numbers[j]
     for (z1, z2), d in (min_separation or {}).items():
-        zi, zj = numbers[i], numbers[j]
         pair = ((zi == z1) & (zj == z2)) | ((zi == z2) & (zj == z1))
         target = np.where(pair, np.maximum(target, d), target)
     return target
@@ -117,13 +117,16 @@ def separation_table(
 ) -> dict[tuple[int, int], float]:
     """``{"O-O": 2.2}`` as ``{(8, 8): 2.2}``; a pair is two element symbols joined by "-".
 
-    With ``elements``, a pair naming another element is refused too.
+    A distance must lie in (0, 10] A; with ``elements``, a pair naming another element is refused
+    too.
     """
     table = {}
     for key, d in (pairs or {}).items():
         parts = key.split("-")
         if len(parts) != 2 or any(p not in atomic_numbers for p in parts):
             raise ValueError(f"min_separation key {key!r} is not a pair of elements like 'O-O'")
+        if not 0 < d <= 10:
+            raise ValueError(f"min_separation[{key!r}] = {d} A: must be in (0, 10]")
         if elements is not None and not set(parts) <= elements:
             raise ValueError(
                 f"min_separation: {key!r} names an element not in the composition "
@@ -264,9 +267,6 @@ def generate_candidate(
 
     Parameters
     ----------
-    min_separation
-        Smallest distances of element pairs, ``{(Z1, Z2): A}``, where larger than
-        ``min_distance_factor`` gives (see `separation_table`).
     space_groups
         Compatible space groups for the cell (key 1) and each sub-cell (key ``z``: ``counts // z``
         atoms are placed and the result is tiled ``z`` times), from `space_groups_by_tiling`.
@@ -274,6 +274,9 @@ def generate_candidate(
     supercell_fraction
         Probability that a symmetric candidate is tiled from a sub-cell (of at least 4 atoms);
         ``None``: the whole cell and each such sub-cell are equally likely.
+    min_separation
+        Smallest distances of element pairs, ``{(Z1, Z2): A}``, where larger than
+        ``min_distance_factor`` gives (see `separation_table`).
 
     Raises
     ------
