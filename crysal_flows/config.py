@@ -8,6 +8,7 @@ are the science of a search alone.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,7 +89,9 @@ class PoolConfig(_Strict):
         description="Smallest distance (A) of named element pairs, where larger than "
         "min_distance_factor gives, e.g. {'O-O': 2.2} (AIRSS's MINSEP): the covalent rule lets "
         "two oxide anions start 0.92 A apart. Random cells are pushed apart to it, symmetric "
-        "candidates rejected and generated again.",
+        "candidates rejected and generated again. A like pair's distance that the pool's "
+        "largest cells cannot hold (its atoms as spheres of that diameter filling more than half "
+        "the cell) is refused when the configuration loads.",
     )
     max_attempts: int = Field(200, gt=0, description="Attempts per candidate before giving up.")
 
@@ -612,6 +615,20 @@ class SearchConfig(_Strict):
                 f"{MAX_PACKING_FRACTION}); lower pool.min_distance_factor or raise "
                 "pool.volume_factor"
             )
+        # a like pair's separation d makes each of its atoms a sphere of diameter d that no other
+        # atom of the element may enter; those spheres alone must fit as well
+        for key, d in (p.min_separation or {}).items():
+            a, _, b = key.partition("-")
+            if a != b or a not in counts:
+                continue  # unlike pairs have no such bound; bad keys are refused below
+            fraction = counts[a] * math.pi / 6 * d**3 / largest
+            if fraction > MAX_PACKING_FRACTION:
+                raise ValueError(
+                    f"pool.min_separation: {counts[a]} {a} atoms cannot be placed {d} A apart in "
+                    f"cells of at most {largest:.0f} A^3 (packing fraction {fraction:.2f} > "
+                    f"{MAX_PACKING_FRACTION}); lower min_separation[{key!r}] or raise "
+                    "pool.volume_factor"
+                )
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchConfig:

@@ -42,6 +42,10 @@ def test_examples_run_here_build_a_workflow_and_are_listed(path):
         ({"oracle": {"kind": "ase"}}, "calculator"),
         ({"analysis": {"min_cycles": 5, "max_cycles": 2}}, "min_cycles"),
         ({"pool": {"volume_factor": 0.3, "min_distance_factor": 1.5}}, "cannot be placed"),
+        (
+            {"pool": {"min_separation": {"Si-Si": 4.0}}},
+            "pool.min_separation: 8 Si atoms cannot be placed 4.0 A apart",
+        ),
         ({"composition": "Si-4"}, "composition"),
         ({"relaxation": {"fmax": -0.1}}, "relaxation.fmax"),
         (
@@ -57,6 +61,13 @@ def test_bad_input_names_field(update, message):
     with pytest.raises(ConfigError) as err:
         load_config({**BASE, **update})
     assert message in str(err.value)
+
+
+def test_a_separation_the_cells_can_hold_loads():
+    """The packing bound of like-pair separations refuses only what no cell of the pool holds:
+    silicon's own nearest-neighbour distance passes."""
+    cfg = load_config({**BASE, "pool": {"min_separation": {"Si-Si": 2.35}}})
+    assert cfg.pool.min_separation == {"Si-Si": 2.35}
 
 
 def test_missing_and_bad_files(tmp_path):
