@@ -103,6 +103,13 @@ def format_report(r: dict[str, Any]) -> str:
         "  rank  E (eV/atom)   dE (meV/atom)  space group  ML E (eV/atom)  matches",
     ]
     lines += [_minimum_row(m) for m in r["minima"]]
+    unchecked = [str(m["rank"]) for m in r["minima"] if m.get("symmetry_checked") is False]
+    if unchecked:
+        lines.append(
+            f"  minim{'a' if len(unchecked) > 1 else 'um'} {', '.join(unchecked)}: symmetry not "
+            "checked (beyond validation.symmetry_window of the lowest, or the check failed); "
+            "possibly a saddle the symmetry holds"
+        )
     if not r["minima"]:
         lines.append("  (no minimum: every validation relaxation failed)")
     for f in r.get("failed_relaxations", []):

@@ -112,6 +112,7 @@ class CycleMaker(Maker):
                 fmax=cfg.validation.fmax,
                 max_steps=cfg.validation.max_steps,
                 symmetry_rattle=cfg.validation.symmetry_rattle,
+                symmetry_window=cfg.validation.symmetry_window,
             )
 
     def make(

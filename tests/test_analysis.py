@@ -521,10 +521,30 @@ def test_validation_relaxes_a_label_below_everything_the_pool_reaches(memory_sto
     assert sorted(p.function_args[2][0] for p in probes) == [0, 1]
     for p in probes:
         assert p.function_kwargs.get("hessian") == (eye if p.function_args[2][0] == 0 else None)
+    # validation.symmetry_window: a minimum farther above the lowest result is not checked, and
+    # the report says so (the table too); the lowest is checked as before
+    from dataclasses import replace
+
+    from crysal_flows.cli import format_report
+    from crysal_flows.validation.jobs import make_report
+
+    assert report.minima[1].symmetry_checked is True
+    low = min(range(2), key=lambda i: relaxed[i].energy_per_atom)
+    gap = abs(relaxed[0].energy_per_atom - relaxed[1].energy_per_atom)
+    near = replace(job.function_args[3], symmetry_window=gap / 2)
+    (probe,) = check_minima.original(relaxed, near).replace.jobs
+    assert probe.function_args[2] == [low]
+    wide = replace(near, symmetry_window=2 * gap)
+    assert len(check_minima.original(relaxed, wide).replace.jobs) == 2
+    kept = [c for c in checks if c.relaxations == [low]]
+    windowed = make_report.original(
+        relaxed, [{}, {}], [], [], job.function_args[5], [], near.oracle, checks=kept, checked=True
+    )
+    assert [m.symmetry_checked for m in windowed.minima] == [True, False]
+    assert "minimum 2: symmetry not checked" in format_report(windowed.model_dump())
+    assert "not checked" not in format_report(report.model_dump())
     # the report says which minimum only the label reached, and shows its key where a
     # candidate's minimum shows the ensemble's energy
-    from crysal_flows.cli import format_report
-
     deepest = out.deep_labels[0].key
     by_label = {m.rank: m.labels for m in report.minima}
     assert by_label == {1: [deepest], 2: []}

@@ -22,6 +22,15 @@ def test_examples_run_here_build_a_workflow_and_are_listed(path):
     wf = flow_to_workflow(CrystalSearchMaker(config=cfg).make())
     n = cfg.training.n_members
     assert f"train member {n}/{n} (cycle 0)" in {fw.name for fw in wf.fws}
+    # the validation's settings reach its oracle jobs' maker
+    from crysal_flows.flows import CycleMaker
+
+    v = CycleMaker(config=cfg).validation_maker
+    assert (v.fmax, v.symmetry_rattle, v.symmetry_window) == (
+        cfg.validation.fmax,
+        cfg.validation.symmetry_rattle,
+        cfg.validation.symmetry_window,
+    )
     readme = (EXAMPLES.parent / "README.md").read_text()
     assert f"| `{path.name}` |" in readme, f"README.md's table of examples lacks {path.name}"
 

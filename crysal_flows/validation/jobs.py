@@ -318,6 +318,9 @@ class OracleRelaxMaker(Maker):
     fmax: float = 0.05
     max_steps: int = 300
     symmetry_rattle: float = 0.0  # see oracle_relax; references are relaxed without the check
+    #: check_minima checks only minima this close (eV/atom) to the lowest result; None: all
+    #: (workflows added before the window keep checking every minimum)
+    symmetry_window: float | None = None
 
     @crysal_job(schema=OracleRelaxDocument)
     def make(
@@ -470,8 +473,9 @@ def check_minima(
     (``group_minima``); the lowest of each group is checked, from the Hessian its relaxation
     started from (where it started from the ensemble's: that of the ensemble whose output has
     ``ensemble_uuid``, computed in the check's own job). Several clusters often converge to the
-    same minimum, which is then checked once. Returns the checks' documents, for
-    ``make_report``.
+    same minimum, which is then checked once. With the maker's ``symmetry_window``, minima more
+    than that above the lowest converged result are not checked (the report marks them). Returns
+    the checks' documents, for ``make_report``.
 
     Workflows added by older versions call it as ``(relaxations, hessians, relax_maker,
     workers)``, the starting Hessians as matrices; that still runs.
@@ -489,6 +493,24 @@ def check_minima(
             for r in relaxations
         ]
     )
+    window = getattr(relax_maker, "symmetry_window", None)
+    if window is not None and groups:
+        lowest = min(
+            r.energy_per_atom
+            for r in relaxations
+            if r is not None and r.success and r.converged and r.structure is not None
+        )
+        far = [g for g in groups if relaxations[g[0]].energy_per_atom > lowest + window]
+        if far:
+            logger.info(
+                "validation: %d of %d distinct minima with symmetry lie more than %g eV/atom above "
+                "the lowest result (%.4f eV/atom) and are not checked (validation.symmetry_window)",
+                len(far),
+                len(groups),
+                window,
+                lowest,
+            )
+            groups = [g for g in groups if g not in far]
     if not groups:
         return []
     probes = []
@@ -594,6 +616,22 @@ def _energies_agree(energy_per_atom: float | None, reference_energy_per_atom: fl
     )
 
 
+def _checked(
+    group: list[OracleRelaxDocument], position: dict[int, int], probed: set[int]
+) -> bool | None:
+    """Whether the symmetry check covered a minimum.
+
+    False for a converged minimum with symmetry that it did not cover (outside
+    validation.symmetry_window, or its check failed); None where there was nothing to check.
+    """
+    if any(position.get(id(r)) in probed for r in group):
+        return True
+    head = group[0]
+    if head.converged and space_group(head.structure)[1] > 1:
+        return False
+    return None
+
+
 @crysal_job(schema=ReportDocument, gather=True)
 def make_report(
     relaxations: list[OracleRelaxDocument | None],
@@ -640,6 +678,8 @@ def make_report(
     groups = [
         [done[i] for i in g] for g in group_minima([(r.energy_per_atom, r.structure) for r in done])
     ]
+    position = {id(r): i for i, r in enumerate(relaxations) if r is not None}
+    probed = {i for c in checks or [] if c is not None and c.error is None for i in c.relaxations}
     ref_structs = {ref.label: build_reference(ref) for ref in references}
     ref_energies = {
         ref.label: (rr.energy_per_atom if rr is not None else None)
@@ -671,6 +711,7 @@ def make_report(
                 structure_matches=[label for label in shaped if label not in matches],
                 source_indices=[r.source_index for r in g if r.source_index is not None],
                 labels=[label_of[id(r)] for r in g if id(r) in label_of],
+                symmetry_checked=_checked(g, position, probed) if checked else None,
             )
         )
     last = summaries[-1] if summaries else None

@@ -127,6 +127,13 @@ class MinimumDocument(BaseModel):
         description="Keys of the labels that relaxed into it (validation.n_labels): a minimum "
         "no candidate of the pool predicted.",
     )
+    symmetry_checked: bool | None = Field(
+        None,
+        description="Whether the symmetry check (validation.symmetry_rattle) covered this "
+        "minimum; False: it has symmetry and was not checked (more than "
+        "validation.symmetry_window above the lowest result, or its check failed), so it may be "
+        "a saddle the symmetry holds. None: nothing to check, or the check was off.",
+    )
 
 
 class FailedRelaxationDocument(BaseModel):
