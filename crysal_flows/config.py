@@ -392,6 +392,14 @@ class AnalysisConfig(_Strict):
         "converged it or moved it before it stopped it as uncertain (not stuck where it "
         "started), or an ensemble of those cycles converged it there; 0 switches this off.",
     )
+    held_max_prediction_error: float | None = Field(
+        0.07,
+        gt=0,
+        description="The held structure does not converge a search whose previous ensemble "
+        "predicted this cycle's low-energy labels with a larger mean error than this, eV/atom "
+        "(best_held_cycles): two Si16 searches stopped by it at 82 and 85 meV/atom and missed "
+        "diamond; the stops that kept their ground states had 20-59. None: no bound.",
+    )
     max_uncertain_fraction: float = Field(
         0.95,
         gt=0,

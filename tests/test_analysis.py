@@ -161,6 +161,10 @@ def test_no_stop_while_nearly_the_whole_pool_is_uncertain(fraction, limit, done,
         (*MOVED, None, True, False, 2, False, "stuck where it started (converged in an earlier"),
         (*MOVED, None, True, True, 2, True, "best cluster converged"),
         (*MOVED, None, False, True, 1, False, "best cluster uncertain, moved"),
+        # ... and the previous ensemble's error on the newest low-energy labels within
+        # held_max_prediction_error (0.07 eV/atom); unknown, it does not hold the rule back
+        (*MOVED, 0.085, True, True, 2, False, "prediction MAE above held_max_prediction_error 70"),
+        (*MOVED, 0.059, True, True, 2, True, "best cluster converged"),
         # the energy rule still asks for a converged best cluster, moved or not
         (*STILL, 0.01, True, False, 0, True, "stuck where it started"),
         (*STILL, 0.01, False, True, 0, False, "best cluster uncertain, moved"),
@@ -175,6 +179,10 @@ def test_held_rule_needs_a_best_structure_the_ensemble_moved(
     d = rule.decide(top, previous, mae, reliable, 3, held, best_trusted=moved)
     assert d.converged == converged and d.stop == converged
     assert words in d.reason
+    assert ("held_max_prediction_error" in d.reason) == (mae is not None and mae > 0.07)
+    unbounded = StoppingRule(rule.config.model_copy(update={"held_max_prediction_error": None}))
+    free = unbounded.decide(top, previous, mae, reliable, 3, held, best_trusted=moved)
+    assert free.converged == (converged or mae == 0.085)
 
 
 def test_merge_shards_keeps_candidates_of_a_missing_shard(si_frames):
