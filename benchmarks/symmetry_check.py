@@ -14,7 +14,9 @@ that checked them already give the checked results), so the replay is exact but 
         [--hessian] [--each]
 
 With ``--hessian`` the probe starts, as validation's own relaxation did, from the last
-ensemble's Hessian at the validation's start (recomputed here), where the relaxation used one.
+ensemble's Hessian at the validation's start (recomputed here), where the relaxation used one,
+and the relaxation on from a probe that went lower starts from the ensemble's Hessian there
+(``--before-on``: from BFGS's default, as before 2026-12-07).
 
 Per store it prints the check's extra oracle steps, the lowest minimum before and after, and
 the references matched before and after (structure, and energy within ``MATCH_ENERGY_TOL`` of
@@ -38,6 +40,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--each", action="store_true", help="check every converged result, not each minimum once"
+    )
+    ap.add_argument(
+        "--before-on",
+        action="store_true",
+        help="relax on from the probe from BFGS's default Hessian, as before 2026-12-07 (with "
+        "--hessian the search now starts it from the ensemble's Hessian there)",
     )
     args = ap.parse_args()
     if len(args.pairs) % 2:
@@ -117,6 +125,13 @@ def main() -> None:
                     start = o["initial_structure"]
                     start = Structure.from_dict(start) if isinstance(start, dict) else start
                     hessian = model_hessian(structure_to_atoms(start), ens)
+                hessian_at = None
+                if hessian is not None and not args.before_on:
+                    from crysal_flows.relaxation.hessian import model_hessian
+
+                    def hessian_at(x, ens=ens):
+                        return model_hessian(structure_to_atoms(x), ens)
+
                 n_calls, lower = _past_symmetry(
                     runner,
                     s,
@@ -125,6 +140,7 @@ def main() -> None:
                     cfg.validation.max_steps,
                     rattle,
                     hessian,
+                    hessian_at=hessian_at,
                 )
                 extra += n_calls
                 if lower is None:

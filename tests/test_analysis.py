@@ -790,6 +790,20 @@ def test_the_symmetry_check_probes_from_the_starting_hessian_and_checks_again():
     assert lower is not None and lower.energy < held.energy - 0.01 * len(bcc)
     assert seen[0] is True and not any(seen[1:])  # later relaxations start afresh
     assert len([s for s in seen if s is False]) <= 2 * PROBE_ROUNDS
+    # given the ensemble's Hessian as a function of the structure, the relaxation on from a probe
+    # that went lower starts from the Hessian where the probe ended; probes still start afresh
+    at = []
+
+    def hessian_at(structure):
+        at.append(structure)
+        return hessian
+
+    seen.clear()
+    _, on = _past_symmetry(
+        Recording(), held.structure, held.energy, 0.05, 300, 0.03, hessian, hessian_at=hessian_at
+    )
+    assert on is not None and on.energy < held.energy - 0.01 * len(bcc)
+    assert seen[:2] == [True, True] and len(at) == seen[1:].count(True) >= 1
     assert _past_symmetry(runner, held.structure, held.energy, 0.05, 300, 0.03, None, 0) == (
         0,
         None,

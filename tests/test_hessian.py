@@ -122,3 +122,21 @@ def test_oracle_jobs_compute_the_ensembles_hessian_from_its_uuid(memory_store):
     # ... from the Hessian at the start, as from the matrix itself (not BFGS's default)
     assert check.oracle_calls == symmetry_probe.original(*args, hessian=h).oracle_calls
     assert check.oracle_calls != symmetry_probe.original(*args).oracle_calls
+    # at a saddle (simple cubic Cu under EMT), the relaxation on from the probe starts from the
+    # ensemble's Hessian where the probe ended, as _past_symmetry does given that function
+    from crysal_flows.oracles import get_oracle
+    from crysal_flows.validation.jobs import _past_symmetry
+
+    sc = atoms_to_structure(bulk("Cu", "sc", a=2.4).repeat((2, 2, 1)))
+    sc = oracle_relax(sc, oracle, 0.01, 300)
+    sargs = (sc.structure, sc.energy_per_atom, [0], oracle, 0.01, 300, 0.03)
+    saddle = symmetry_probe(*sargs, ensemble=ref, start=structure)
+    ran = run_locally(Flow([saddle]), store=memory_store, ensure_success=True, log=False)
+    down = ran[saddle.uuid][1].output
+    assert down.lower and down.lower_energy_per_atom < sc.energy_per_atom - 0.1
+    e = sc.energy_per_atom * len(sc.structure)
+    at = lambda x: ensemble_hessian(x, doc)  # noqa: E731
+    runner = get_oracle(oracle)
+    calls, _ = _past_symmetry(runner, sc.structure, e, 0.01, 300, 0.03, h, hessian_at=at)
+    assert down.oracle_calls == calls
+    assert down.oracle_calls != symmetry_probe.original(*sargs, hessian=h).oracle_calls

@@ -75,6 +75,7 @@ def _past_symmetry(
     rattle: float,
     hessian: Any = None,
     rounds: int = PROBE_ROUNDS,
+    hessian_at: Any = None,
 ) -> tuple[int, Any]:
     """Whether a converged relaxation stopped at a symmetric stationary point, not a minimum.
 
@@ -88,6 +89,8 @@ def _past_symmetry(
     minimum; lower by ``PROBE_DROP`` eV/atom, the relaxation goes on from there, and where it
     converges the new result is checked in turn (at most ``rounds`` checks in all; a probe can
     converge on the flat ground beside a saddle). Structures without symmetry are not probed.
+    ``hessian_at`` (a structure -> Hessian function, the ensemble's) gives the relaxation on from
+    the probe its starting Hessian there, where the oracle takes one; without it, BFGS's default.
 
     Returns the oracle calls spent and the lower ``Relaxation``, or None (a minimum).
     """
@@ -116,7 +119,11 @@ def _past_symmetry(
         return calls, None
     result = probe
     if not probe.converged:
-        rest = runner.relax(probe.structure, fmax, max(max_steps - calls, 1))
+        h = hessian_at(probe.structure) if hessian_at and runner.uses_hessian else None
+        if h is not None:
+            rest = runner.relax(probe.structure, fmax, max(max_steps - calls, 1), hessian=h)
+        else:
+            rest = runner.relax(probe.structure, fmax, max(max_steps - calls, 1))
         calls += rest.n_steps
         if not math.isfinite(rest.energy):
             return calls, probe
@@ -131,6 +138,7 @@ def _past_symmetry(
             rattle,
             None,
             rounds - 1,
+            hessian_at,
         )
         calls += more
         if deeper is not None:
@@ -176,6 +184,7 @@ def _check_symmetry(
     max_steps: int,
     rattle: float,
     hessian: Any = None,
+    hessian_at: Any = None,
 ) -> tuple[int, Any, str | None]:
     """Run ``_past_symmetry`` on a converged result; a check that raises leaves it standing.
 
@@ -184,7 +193,9 @@ def _check_symmetry(
     """
     counting = _Counting(runner)
     try:
-        _, lower = _past_symmetry(counting, structure, energy, fmax, max_steps, rattle, hessian)
+        _, lower = _past_symmetry(
+            counting, structure, energy, fmax, max_steps, rattle, hessian, hessian_at=hessian_at
+        )
     except Exception as exc:  # the minimum found stands; the check is extra
         error = f"{type(exc).__name__}: {exc}"
         logger.warning("validation: symmetry check failed (%s); the minimum stands", error[:200])
@@ -420,7 +431,8 @@ def symmetry_probe(
     )
     source = "none"
     if from_ensemble:
-        source = _hessian_source(None, ensemble) + "@" + structure_key(start, "")
+        # "+on": the relaxation on from the probe starts from the ensemble's Hessian there too
+        source = _hessian_source(None, ensemble) + "@" + structure_key(start, "") + "+on"
     elif hessian is not None and runner.uses_hessian:
         source = _hessian_source(hessian, None)
     key = structure_key(
@@ -430,10 +442,12 @@ def symmetry_probe(
     done = _reused(key, "symmetry check", {"output.error": None})
     if done is not None:
         return done.model_copy(update={"relaxations": relaxations})
+    hessian_at = None
     if from_ensemble:
         hessian = ensemble_hessian(start, ensemble)
+        hessian_at = _hessian_function(ensemble)
     calls, lower, error = _check_symmetry(
-        runner, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian
+        runner, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian, hessian_at
     )
     if lower is None and error is None:
         logger.info(
@@ -787,6 +801,18 @@ def ensemble_hessian(structure: Structure, ensemble: Any) -> list[list[float]] |
         return None
     logger.info("validation: the ensemble's Hessian in %.1f s", time.perf_counter() - t0)
     return h
+
+
+def _hessian_function(ensemble: Any) -> Any:
+    """Return ``ensemble``'s structure -> Hessian function (loaded once), or None."""
+    from crysal_flows.models.ensemble import load_ensemble
+
+    try:
+        loaded = load_ensemble(ensemble) if isinstance(ensemble, EnsembleDocument) else ensemble
+    except Exception as exc:
+        logger.warning("validation: the ensemble did not load (%s); BFGS's default Hessian", exc)
+        return None
+    return lambda structure: ensemble_hessian(structure, loaded)
 
 
 def _starting_hessians(
