@@ -267,7 +267,10 @@ def test_run_killed_during_validation_resumes_without_relaxing_again(tmp_path):
     from crysal_flows.store import local_store
 
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "analysis": {"min_cycles": 2, "max_cycles": 2}}))
+    # every minimum checked (no symmetry_window): the kill comes after the second check
+    validation = {**TINY.get("validation", {}), "symmetry_window": None}
+    run_cfg = {**TINY, "analysis": {"min_cycles": 2, "max_cycles": 2}, "validation": validation}
+    cfg.write_text(yaml.safe_dump(run_cfg))
 
     def run(store, kill_at=None):
         cmd = [sys.executable, "-m", "crysal_flows.cli", "run", str(cfg), "--store", str(store)]
