@@ -126,8 +126,7 @@ def main() -> None:
                     start = Structure.from_dict(start) if isinstance(start, dict) else start
                     hessian = model_hessian(structure_to_atoms(start), ens)
                 hessian_at = None
-                if hessian is not None and not args.before_on:
-                    from crysal_flows.relaxation.hessian import model_hessian
+                if hessian is not None and not args.before_on:  # model_hessian imported above
 
                     def hessian_at(x, ens=ens):
                         return model_hessian(structure_to_atoms(x), ens)

@@ -615,6 +615,9 @@ class SearchConfig(_Strict):
 
     def _check_packing(self) -> None:
         """Refuse a pool whose cells cannot hold the atoms at the minimum distance."""
+        from ase.data import chemical_symbols
+
+        from crysal_flows.generation.pool import separation_table
         from crysal_flows.utils import parse_composition, sphere_volume
 
         counts = parse_composition(self.composition)
@@ -634,17 +637,18 @@ class SearchConfig(_Strict):
                 "pool.volume_factor"
             )
         # a like pair's separation d makes each of its atoms a sphere of diameter d that no other
-        # atom of the element may enter; those spheres alone must fit as well
-        for key, d in (p.min_separation or {}).items():
-            a, _, b = key.partition("-")
-            if a != b or a not in counts:
-                continue  # unlike pairs have no such bound; bad keys are refused below
+        # atom of the element may enter; those spheres alone must fit as well (unlike pairs have
+        # no such bound). separation_table refuses pairs of elements not in the composition.
+        for (z1, z2), d in separation_table(p.min_separation, set(counts)).items():
+            if z1 != z2:
+                continue
+            a = chemical_symbols[z1]
             fraction = counts[a] * math.pi / 6 * d**3 / largest
             if fraction > MAX_PACKING_FRACTION:
                 raise ValueError(
                     f"pool.min_separation: {counts[a]} {a} atoms cannot be placed {d} A apart in "
                     f"cells of at most {largest:.0f} A^3 (packing fraction {fraction:.2f} > "
-                    f"{MAX_PACKING_FRACTION}); lower min_separation[{key!r}] or raise "
+                    f"{MAX_PACKING_FRACTION}); lower min_separation['{a}-{a}'] or raise "
                     "pool.volume_factor"
                 )
 
@@ -662,12 +666,7 @@ class SearchConfig(_Strict):
                 f"analysis.min_cycles ({self.analysis.min_cycles}) exceeds "
                 f"analysis.max_cycles ({self.analysis.max_cycles})"
             )
-        self._check_packing()
-        if self.pool.min_separation:
-            from crysal_flows.generation.pool import separation_table
-            from crysal_flows.utils import parse_composition
-
-            separation_table(self.pool.min_separation, set(parse_composition(self.composition)))
+        self._check_packing()  # min_separation's pairs checked against the composition too
         if (
             self.training.init_models is not None
             and not Path(self.training.init_models).expanduser().exists()

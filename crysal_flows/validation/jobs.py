@@ -443,9 +443,9 @@ def symmetry_probe(
     if done is not None:
         return done.model_copy(update={"relaxations": relaxations})
     hessian_at = None
-    if from_ensemble:
-        hessian = ensemble_hessian(start, ensemble)
+    if from_ensemble:  # the ensemble loaded once, for the probe's start and the relaxation on
         hessian_at = _hessian_function(ensemble)
+        hessian = hessian_at(start) if hessian_at is not None else None
     calls, lower, error = _check_symmetry(
         runner, structure, energy_per_atom * n, fmax, max_steps, rattle, hessian, hessian_at
     )
@@ -499,21 +499,16 @@ def check_minima(
         hessians, relax_maker, workers, ensemble_uuid = relax_maker, workers, ensemble_uuid, None
     if relax_maker.symmetry_rattle <= 0:
         return []
-    groups = minima_to_check(
-        [
-            (r.energy_per_atom, r.structure)
-            if r is not None and r.success and r.converged and r.structure is not None
-            else None
-            for r in relaxations
-        ]
-    )
+    converged = [
+        (r.energy_per_atom, r.structure)
+        if r is not None and r.success and r.converged and r.structure is not None
+        else None
+        for r in relaxations
+    ]
+    groups = minima_to_check(converged)
     window = getattr(relax_maker, "symmetry_window", None)
     if window is not None and groups:
-        lowest = min(
-            r.energy_per_atom
-            for r in relaxations
-            if r is not None and r.success and r.converged and r.structure is not None
-        )
+        lowest = min(c[0] for c in converged if c is not None)
         far = [g for g in groups if relaxations[g[0]].energy_per_atom > lowest + window]
         if far:
             logger.info(
