@@ -372,11 +372,20 @@ def cmd_status(args: argparse.Namespace) -> int:
             if "energy_tolerance" not in crit
             else f" (stops at <= {crit['energy_tolerance'] * 1000:.1f})"
         )
-        tol_mae = (
-            ""
-            if "max_prediction_error" not in crit
-            else f" (<= {crit['max_prediction_error'] * 1000:.1f})"
-        )
+        bounds = []
+        if "max_prediction_error" in crit:
+            bounds.append(f"<= {crit['max_prediction_error'] * 1000:.1f}")
+        if crit.get("best_held_cycles") and crit.get("held_max_prediction_error") is not None:
+            bounds.append(
+                f"a held best structure <= {crit['held_max_prediction_error'] * 1000:.1f}"
+            )
+        tol_mae = f" ({'; '.join(bounds)})" if bounds else ""
+        counts = s["status_counts"]
+        uncertain = ""
+        if sum(counts.values()):
+            uncertain = f", pool uncertain {counts.get('uncertain', 0) / sum(counts.values()):.1%}"
+            if crit.get("max_uncertain_fraction") is not None:
+                uncertain += f" (<= {crit['max_uncertain_fraction']:.0%})"
         span = ""
         if "max_cycles" in crit:
             span = f"; cycles {len(view.summaries)} of at most {int(crit['max_cycles'])}"
@@ -394,7 +403,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         lines.append(
             f"  stopping rule: top energies moved {meV(change)}{tol}, prediction MAE "
-            f"{meV(mae)}{tol_mae}{held}, best cluster at a converged minimum: "
+            f"{meV(mae)}{tol_mae}{held}{uncertain}, best cluster at a converged minimum: "
             f"{'yes' if reliable else 'no'}{stuck}{span}; {s['decision'].split(':')[0]}"
         )
     p = view.progress

@@ -56,8 +56,17 @@ def test_finished_run_status_results_export_plot_models(tmp_path):
     assert "result: oracle cost" in status.stdout
     # the stopping rule's state: how long the best structure held, and whether the last
     # ensemble left the best cluster stuck where it started
-    assert "best structure held 0/2 cycles, best cluster at a converged minimum: " in status.stdout
+    assert re.search(
+        r"best structure held 0/2 cycles, pool uncertain [\d.]+% \(<= 95%\), best cluster at a "
+        "converged minimum: ",
+        status.stdout,
+    ), status.stdout
     assert re.search(r"stuck where it started: (yes|no); cycles 1 of at most", status.stdout)
+    # with the bounds the held rule and the uncertain pool are held to
+    assert re.search(
+        r"prediction MAE (n/a|[\d.]+ meV/atom) \(<= 30\.0; a held best structure <= 70\.0\)",
+        status.stdout,
+    ), status.stdout
 
     res = crysal("results", "--store", store, "--json")
     (report,) = json.loads(res.stdout)

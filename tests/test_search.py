@@ -43,6 +43,21 @@ def test_tiny_search_converges_and_finds_diamond(memory_store):
         if s["cycle"] + 1 >= cfg.analysis.min_cycles and s["best_held_cycles"] >= 2:
             assert "best cluster stuck where it started" in s["decision"], s["decision"]
     assert last["prediction_mae"] > cfg.analysis.max_prediction_error
+    # every setting the rule read, in the summary a MongoDB query sees
+    an = cfg.analysis
+    assert last["criterion"] == {
+        k: float(getattr(an, k))
+        for k in (
+            "energy_tolerance",
+            "max_prediction_error",
+            "held_max_prediction_error",
+            "n_top_clusters",
+            "best_held_cycles",
+            "max_uncertain_fraction",
+            "min_cycles",
+            "max_cycles",
+        )
+    }
     # labels accumulate: 12 in cycle 0, then 6 per cycle
     assert [s["oracle_single_points"] for s in summaries] == [
         12 + 6 * i for i in range(len(summaries))

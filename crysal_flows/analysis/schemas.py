@@ -120,8 +120,9 @@ class CycleSummary(BaseModel):
     decision: str = Field(..., description="Why the search goes on or stops.")
     criterion: dict[str, float] = Field(
         default_factory=dict,
-        description="The stopping rule's settings: energy_tolerance and max_prediction_error "
-        "(eV/atom), n_top_clusters, best_held_cycles, min_cycles, max_cycles.",
+        description="The stopping rule's settings: energy_tolerance, max_prediction_error and "
+        "held_max_prediction_error (eV/atom; the last left out when off), n_top_clusters, "
+        "best_held_cycles, max_uncertain_fraction, min_cycles, max_cycles.",
     )
     stop: bool = Field(
         False,

@@ -286,8 +286,11 @@ def analyse_cycle(
                     "best_held_cycles",
                     "min_cycles",
                     "max_cycles",
+                    "held_max_prediction_error",
+                    "max_uncertain_fraction",
                 }
             ).items()
+            if v is not None
         },
         stop=decision.stop,
         resume=ResumePoint(**uuids, n_members=len(ensemble.members), next_state=next_state),
