@@ -29,11 +29,9 @@ SYSTEMS = ["Si16", "Na8Cl8", "Ga8As8", "Al4O6"]
 
 def hexagonal_diamond():
     """Hexagonal (2H) diamond silicon, 16 atoms: 2 x 2 x 1 of the 4-atom P6_3/mmc cell."""
-    from pymatgen.core import Lattice, Structure
+    from search_efficiency import polytypes
 
-    s = Structure.from_spacegroup(
-        "P6_3/mmc", Lattice.hexagonal(3.84, 6.33), ["Si"], [[1 / 3, 2 / 3, 1 / 16]]
-    )
+    s = polytypes("Si16")["hexagonal diamond"]
     s.make_supercell([2, 2, 1])
     return s
 

@@ -43,3 +43,34 @@ def test_cryspy_laqa_runs_on_the_files_written_in_soiaps_place(tmp_path):
             continued += 1
         last[j["id"]] = j["energy_per_atom"]
     assert continued >= 8
+    # counted again from the files CrySPY kept (its pickled structures, the last round's work
+    # folders): each converged job's structure, read back, has the job's energy ...
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.cryspy_laqa import converged_structures
+    from crysal_flows.config import OracleConfig
+    from crysal_flows.oracles import get_oracle
+    from crysal_flows.utils import structure_to_atoms
+
+    # (a run stopped by its budget leaves its last round uncollected, in work folders)
+    cut = tmp_path / "cut"
+    subprocess.run([*cmd, "--budget", "150", "--out", str(cut)], check=True, timeout=600)
+    cut_jobs = json.loads((cut / "LAQA_Si8_0" / "jobs.json").read_text())
+    calc = get_oracle(OracleConfig(kind="stillinger_weber")).calculator()
+    for root, runs in ((run, jobs), (cut / "LAQA_Si8_0", cut_jobs)):
+        final = converged_structures(root, runs, "Si8")
+        assert len(final) == sum(j["converged"] for j in runs) >= 1
+        for k, s in final.items():
+            atoms = structure_to_atoms(s)
+            atoms.calc = calc
+            energy = atoms.get_potential_energy() / len(atoms)
+            assert energy == pytest.approx(runs[k]["energy_per_atom"], abs=1e-4), k
+    assert any(
+        j["converged"] and (cut / "LAQA_Si8_0" / "work" / str(j["id"]) / "log.struc").exists()
+        for j in cut_jobs
+    )
+    # ... and the recount gives the run's own finds, job by job
+    found = [j["ground_state"] for j in jobs]
+    subprocess.run([*cmd, "--recount", "--out", str(tmp_path)], check=True, timeout=600)
+    assert [j["ground_state"] for j in json.loads((run / "jobs.json").read_text())] == found
+    (again,) = json.loads((tmp_path / "results.json").read_text())
+    assert again["calls_to_ground_state"] == row["calls_to_ground_state"]
