@@ -385,7 +385,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if sum(counts.values()):
             uncertain = f", pool uncertain {counts.get('uncertain', 0) / sum(counts.values()):.1%}"
             if crit.get("max_uncertain_fraction") is not None:
-                uncertain += f" (<= {crit['max_uncertain_fraction']:.0%})"
+                uncertain += f" (<= {crit['max_uncertain_fraction'] * 100:g}%)"
         span = ""
         if "max_cycles" in crit:
             span = f"; cycles {len(view.summaries)} of at most {int(crit['max_cycles'])}"
