@@ -89,9 +89,10 @@ def polytypes(system: str) -> dict:
     """Other stackings of the prototype's tetrahedral network, by name (primitive cells).
 
     An oracle may put one of them at or below the prototype: CHGNet puts hexagonal diamond
-    Si 0.46 meV/atom below cubic diamond (wurtzite GaAs 0.7 above zincblende). Where it does,
-    the oracle's lowest known structure is the polytype, and a method that reaches it has found
-    the ground state as much as one that reaches the prototype (``ground_states``).
+    Si 0.3-0.5 meV/atom below cubic diamond, wurtzite GaAs 0.7-0.9 above zincblende (primitive
+    and 16-atom cells). Where it does, the oracle's lowest known structure is the polytype, and
+    a method that reaches it has found the ground state as much as one that reaches the
+    prototype (``ground_states``).
     """
     from pymatgen.core import Lattice, Structure
 
