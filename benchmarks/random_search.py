@@ -4,7 +4,8 @@ The pool is the one ``crysal run CONFIG`` searches (same generator, settings and
 subset of ``--size`` candidates (drawn as ``search_efficiency.py``'s baseline draws it) is relaxed
 with the configuration's oracle (BFGS on positions and cell to ``validation.fmax``, at most
 ``validation.max_steps`` steps), and each result is matched with StructureMatcher against the
-configuration's references: what the search's report counts as found. The cost is the expected
+configuration's references, each relaxed by the oracle, in structure and in energy (within
+10 meV/atom): what the search's report counts as found. The cost is the expected
 oracle calls to the first find over all orders of the relaxed candidates
 (``search_efficiency.py`` explains the formula), or more than all of them where none found it::
 
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import types
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -38,26 +38,30 @@ def main() -> None:
 
     from crysal_flows.config import load_config
     from crysal_flows.models.mace import torch_setup
-    from crysal_flows.validation.jobs import build_reference
+    from crysal_flows.validation.jobs import build_reference, oracle_relax
 
     torch_setup(1)
     raw = yaml.safe_load(Path(args.config).read_text())
     config = load_config(raw)
     if not config.references:
         raise SystemExit(f"{args.config} lists no references: nothing to count as found")
-    states = [
-        (ref.label, types.SimpleNamespace(structure=build_reference(ref), energy_per_atom=None))
-        for ref in config.references
-    ]
+    fmax, max_steps = config.validation.fmax, config.validation.max_steps
+    # each reference relaxed by the oracle, as the search's report relaxes it: a find must match
+    # its structure and its energy (within MATCH_ENERGY_TOL)
+    states = []
+    for ref in config.references:
+        doc = oracle_relax(build_reference(ref), config.oracle, fmax, max_steps)
+        if not doc.success:
+            raise SystemExit(f"the oracle could not relax reference {ref.label}: {doc.error}")
+        states.append((ref.label, doc))
+        print(f"reference {ref.label}: {doc.energy_per_atom:.4f} eV/atom (oracle-relaxed)")
     print(
         f"{config.name}: random search on {args.size or config.pool.size} of its "
         f"{config.pool.size} candidates, oracle {config.oracle.kind}, found = "
         + " or ".join(label for label, _ in states),
         flush=True,
     )
-    result = run_baseline(
-        raw, states, config.validation.fmax, config.validation.max_steps, args.size or None
-    )
+    result = run_baseline(raw, states, fmax, max_steps, args.size or None)
     k, n = result["n_success"], len(result["candidates"])
     cost = result["expected_cost"]
     print(
