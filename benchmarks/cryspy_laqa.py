@@ -309,14 +309,20 @@ def run_one(system: str, seed: int, args: argparse.Namespace, states: list, out:
             "oracle": args.oracle,
         },
     }
-    if args.algo == "RS":  # each job a whole relaxation: the expectation over orders
-        from benchmarks.many_minima import expected_first_hit
-
-        hits = np.array([bool(j.get("ground_state")) for j in jobs])
-        calls = np.array([j["calls"] for j in jobs])
-        row["expected_calls"] = float(expected_first_hit(calls, hits)) if hits.any() else None
+    if args.algo == "RS":
+        row["expected_calls"] = _expected_calls(jobs)
     print(json.dumps(row), flush=True)
     return row
+
+
+def _expected_calls(jobs: list[dict]) -> float | None:
+    """Random search: each job a whole relaxation, the expected calls to the first find over
+    all orders of the jobs (None: no job found the ground state)."""
+    from benchmarks.many_minima import expected_first_hit
+
+    hits = np.array([bool(j.get("ground_state")) for j in jobs])
+    calls = np.array([j["calls"] for j in jobs])
+    return float(expected_first_hit(calls, hits)) if hits.any() else None
 
 
 def _opt_structures(data: Path) -> dict:
@@ -371,7 +377,6 @@ def recount(out: Path, rows: list[dict]) -> list[dict]:
     Each run's ``jobs.json`` gives its jobs in CrySPY's order with their calls and energies,
     its files the structures they converged to (``converged_structures``).
     """
-    from benchmarks.many_minima import expected_first_hit
     from benchmarks.search_efficiency import ground_states, reached
 
     states_of: dict[tuple, list] = {}
@@ -395,9 +400,7 @@ def recount(out: Path, rows: list[dict]) -> list[dict]:
         r["calls_to_ground_state"] = found_at
         r["reached"] = sorted({j["reached"] for j in jobs if j["reached"]})
         if r["algo"] == "RS":
-            hits = np.array([j["ground_state"] for j in jobs])
-            cost = np.array([j["calls"] for j in jobs])
-            r["expected_calls"] = float(expected_first_hit(cost, hits)) if hits.any() else None
+            r["expected_calls"] = _expected_calls(jobs)
         r["recounted"] = [name for name, _ in states]
         (root / "jobs.json").write_text(json.dumps(jobs, indent=0))
         now = (r["found"], r["calls_to_ground_state"], r.get("expected_calls"))

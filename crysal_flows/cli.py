@@ -381,9 +381,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         tol_mae = f" ({'; '.join(bounds)})" if bounds else ""
         counts = s["status_counts"]
+        total = sum(counts.values())
         uncertain = ""
-        if sum(counts.values()):
-            uncertain = f", pool uncertain {counts.get('uncertain', 0) / sum(counts.values()):.1%}"
+        if total:
+            uncertain = f", pool uncertain {counts.get('uncertain', 0) / total:.1%}"
             if crit.get("max_uncertain_fraction") is not None:
                 uncertain += f" (<= {crit['max_uncertain_fraction'] * 100:g}%)"
         span = ""
