@@ -36,13 +36,16 @@ def main() -> None:
     import yaml
     from search_efficiency import run_baseline
 
-    from crysal_flows.config import load_config
+    from crysal_flows.config import ConfigError, load_config
     from crysal_flows.models.mace import torch_setup
     from crysal_flows.validation.jobs import build_reference, oracle_relax
 
     torch_setup(1)
-    raw = yaml.safe_load(Path(args.config).read_text())
-    config = load_config(raw)
+    try:
+        config = load_config(args.config)  # a clear error for a missing or bad file
+    except ConfigError as exc:
+        raise SystemExit(f"random_search.py: {exc}") from None
+    raw = yaml.safe_load(Path(args.config).read_text())  # run_baseline takes the dictionary
     if not config.references:
         raise SystemExit(f"{args.config} lists no references: nothing to count as found")
     fmax, max_steps = config.validation.fmax, config.validation.max_steps
