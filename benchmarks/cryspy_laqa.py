@@ -396,6 +396,11 @@ def recount(out: Path, rows: list[dict]) -> list[dict]:
             if hit and found_at is None:
                 found_at = calls
         before = (r["found"], r["calls_to_ground_state"], r.get("expected_calls"))
+        # the run's first count stays in the row (a second recount keeps the first one's)
+        r.setdefault(
+            "first_count",
+            dict(zip(("found", "calls_to_ground_state", "expected_calls"), before, strict=True)),
+        )
         r["found"] = found_at is not None
         r["calls_to_ground_state"] = found_at
         r["reached"] = sorted({j["reached"] for j in jobs if j["reached"]})
