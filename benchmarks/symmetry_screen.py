@@ -44,6 +44,18 @@ def _ensemble_relax(atoms, ensemble, fmax: float = 0.01, steps: int = 300) -> tu
     return float(a.get_potential_energy()) / len(a), opt.nsteps
 
 
+def _open_store(path: str):
+    """The finished search's store at ``path``, connected; a clear exit where there is none."""
+    from crysal_flows.store import local_store
+
+    try:
+        store = local_store(path, create=False)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise SystemExit(str(exc)) from None
+    store.connect()
+    return store
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="+", metavar="CONFIG STORE")
@@ -60,27 +72,25 @@ def main() -> None:
     import torch
     from pymatgen.core import Structure
 
-    from crysal_flows.config import load_config
+    from crysal_flows.config import ConfigError, load_config
     from crysal_flows.jobs import Step
     from crysal_flows.models.ensemble import load_ensemble
     from crysal_flows.oracles import get_oracle
     from crysal_flows.relaxation.hessian import model_hessian
     from crysal_flows.runs import find_runs
-    from crysal_flows.store import last_ensemble, local_store, step_outputs
+    from crysal_flows.store import last_ensemble, step_outputs
     from crysal_flows.utils import space_group, structure_to_atoms
     from crysal_flows.validation.jobs import _past_symmetry, minima_to_check
 
     torch.set_num_threads(1)
     agree = disagree = 0
     for cfg_file, store_dir in zip(args.pairs[::2], args.pairs[1::2], strict=True):
-        cfg = load_config(cfg_file)
-        v = cfg.validation
         try:
-            js = local_store(store_dir, create=False)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise SystemExit(str(exc)) from None
-        js.connect()
-        runner = get_oracle(cfg.oracle)
+            cfg = load_config(cfg_file)
+        except ConfigError as exc:
+            raise SystemExit(f"symmetry_screen.py: {exc}") from None
+        js = _open_store(store_dir)
+        v, runner = cfg.validation, get_oracle(cfg.oracle)
         for run_id in find_runs(js):
             docs = [d["output"] for d in step_outputs(js, run_id, Step.ORACLE_RELAX, load=True)]
             ens = load_ensemble(last_ensemble(js, run_id))
