@@ -80,7 +80,7 @@ def main() -> None:
     from crysal_flows.runs import find_runs
     from crysal_flows.store import last_ensemble, step_outputs
     from crysal_flows.utils import space_group, structure_to_atoms
-    from crysal_flows.validation.jobs import _past_symmetry, minima_to_check
+    from crysal_flows.validation.jobs import _past_symmetry, minima_to_check, within_window
 
     torch.set_num_threads(1)
     agree = disagree = 0
@@ -110,10 +110,8 @@ def main() -> None:
             if not any(converged):
                 print(f"{store_dir} ({run_id}): no converged validation relaxation")
                 continue
-            groups = minima_to_check(converged)
+            groups = within_window(minima_to_check(converged), converged, v.symmetry_window)
             lowest = min(c[0] for c in converged if c is not None)
-            if v.symmetry_window is not None:
-                groups = [g for g in groups if converged[g[0]][0] <= lowest + v.symmetry_window]
             print(f"{store_dir} ({run_id}): {len(groups)} minima checked", flush=True)
             for g in groups:
                 e, s = converged[g[0]]

@@ -55,6 +55,7 @@ __all__ = [
     "symmetry_probe",
     "validate_minima",
     "validation_clusters",
+    "within_window",
 ]
 
 
@@ -161,6 +162,20 @@ def minima_to_check(results: list[tuple[float, Structure] | None]) -> list[list[
     held.sort(key=lambda i: results[i][0])
     groups = group_minima([results[i] for i in held])
     return [[held[k] for k in g] for g in groups]
+
+
+def within_window(
+    groups: list[list[int]], results: list[tuple[float, Structure] | None], window: float | None
+) -> list[list[int]]:
+    """Return the groups of ``minima_to_check`` that validation.symmetry_window lets the check take.
+
+    Those whose minimum lies within ``window`` eV/atom of the lowest converged result of
+    ``results``; all of them where ``window`` is None.
+    """
+    if window is None or not groups:
+        return groups
+    lowest = min(r[0] for r in results if r is not None)
+    return [g for g in groups if results[g[0]][0] <= lowest + window]
 
 
 class _Counting:
@@ -505,21 +520,18 @@ def check_minima(
         else None
         for r in relaxations
     ]
-    groups = minima_to_check(converged)
+    every = minima_to_check(converged)
     window = getattr(relax_maker, "symmetry_window", None)
-    if window is not None and groups:
-        lowest = min(c[0] for c in converged if c is not None)
-        far = [g for g in groups if relaxations[g[0]].energy_per_atom > lowest + window]
-        if far:
-            logger.info(
-                "validation: %d of %d distinct minima with symmetry lie more than %g eV/atom above "
-                "the lowest result (%.4f eV/atom) and are not checked (validation.symmetry_window)",
-                len(far),
-                len(groups),
-                window,
-                lowest,
-            )
-            groups = [g for g in groups if g not in far]
+    groups = within_window(every, converged, window)
+    if len(groups) < len(every):
+        logger.info(
+            "validation: %d of %d distinct minima with symmetry lie more than %g eV/atom above "
+            "the lowest result (%.4f eV/atom) and are not checked (validation.symmetry_window)",
+            len(every) - len(groups),
+            len(every),
+            window,
+            min(c[0] for c in converged if c is not None),
+        )
     if not groups:
         return []
     probes = []
