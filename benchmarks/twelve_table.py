@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run_row(config_path: Path, store_dir: Path) -> dict:
+def run_row(key: str, config_path: Path, store_dir: Path) -> dict:
     """The table's row of one configuration and its store (``status`` says if it finished)."""
     from crysal_flows.config import ConfigError, load_config
     from crysal_flows.store import connect, find_reports, local_store
@@ -35,7 +35,7 @@ def run_row(config_path: Path, store_dir: Path) -> dict:
         config = load_config(config_path)
     except ConfigError as exc:
         raise SystemExit(f"twelve_table.py: {exc}") from None
-    row = {"key": config_path.stem.removeprefix("config_"), "config": str(config_path)}
+    row = {"key": key, "config": str(config_path)}
     row.update(name=config.name, max_cycles=config.analysis.max_cycles)
     row["ground_state"] = config.references[0].label if config.references else None
     if not store_dir.is_dir():
@@ -50,7 +50,8 @@ def run_row(config_path: Path, store_dir: Path) -> dict:
         return {**row, "status": "no report (unfinished)"}
     r = reports[-1]  # the newest, where a store holds the same search more than once
     cycles, converged = r["cycles"], r["converged"]
-    if converged and cycles < config.analysis.max_cycles:
+    stopped_early = converged and cycles < config.analysis.max_cycles
+    if stopped_early:
         ended = f"stopped by the criterion after cycle {cycles - 1}"
     elif converged:
         ended = f"converged in cycle {cycles - 1}, the last"
@@ -62,7 +63,7 @@ def run_row(config_path: Path, store_dir: Path) -> dict:
         "run_id": r["run_id"],
         "cycles": cycles,
         "ended": ended,
-        "stopped_early": converged and cycles < config.analysis.max_cycles,
+        "stopped_early": stopped_early,
         "oracle_cost": r["oracle_cost"],
         "single_points": r["oracle_single_points"],
         "validation_steps": r["validation_steps"],
@@ -85,7 +86,8 @@ def collect(dirs: list[Path]) -> list[dict]:
         if not configs:
             raise SystemExit(f"twelve_table.py: no config_*.yaml in {d}")
         for path in configs:
-            rows.append(run_row(path, d / f"store_{path.stem.removeprefix('config_')}"))
+            key = path.stem.removeprefix("config_")
+            rows.append(run_row(key, path, d / f"store_{key}"))
     return rows
 
 
@@ -101,7 +103,8 @@ def figures(rows: list[dict]) -> dict:
     }
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], f: dict) -> str:
+    """The rows as a Markdown table, then the line of ``figures(rows)`` (given as ``f``)."""
     lines = [
         "| run | ends | oracle cost | ground state | found | lowest minimum (eV/atom) |",
         "|---|---|---|---|---|---|",
@@ -117,7 +120,6 @@ def table(rows: list[dict]) -> str:
             f"{'found' if r['found_ground_state'] else '**missed**'} | "
             f"{', '.join(r['found']) or 'none'} | {r['lowest']} |"
         )
-    f = figures(rows)
     n = f["runs"]
     summary = (
         f"{f['found']} of {n} found the ground state; {f['stopped_early']} of {n} stopped by the "
@@ -138,9 +140,10 @@ def main() -> None:
         if not d.is_dir():
             raise SystemExit(f"twelve_table.py: {d} is not a directory")
     rows = collect(args.dirs)
-    print(table(rows))
+    f = figures(rows)
+    print(table(rows, f))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "figures": figures(rows)}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "figures": f}, indent=1))
 
 
 if __name__ == "__main__":
